@@ -37,7 +37,10 @@ lla_status lla_oracle_forward(const lla_problem *p, const lla_inputs *x, lla_ten
     if ((st = lla__check_problem(p, &longest)) != LLA_OK) return st;
     if ((st = lla__check_levels(p, longest)) != LLA_OK) return st;
     if ((st = check_host_dtype(&o, "o")) != LLA_OK) return st;
-    if ((st = lla__check_inputs(p, x, o.dtype)) != LLA_OK) return st;
+    if (!x) return lla__set_error(LLA_ERR_ARG, "inputs is NULL");
+    if ((st = check_host_dtype(&x->q, "q")) != LLA_OK) return st;
+    /* Inputs share one dtype (F32 or F64); o may be either. */
+    if ((st = lla__check_inputs(p, x, x->q.dtype)) != LLA_OK) return st;
     if ((st = lla__check_tensor("o", &o, o.dtype)) != LLA_OK) return st;
     if ((st = lla_oracle_workspace(p, &need)) != LLA_OK) return st;
     if (!workspace || workspace_bytes < need)
