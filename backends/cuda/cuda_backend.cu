@@ -347,7 +347,7 @@ static lla_status cuda_forward(lla_backend *self, const lla_problem *p, const ll
     const char *force = getenv("LLA_CUDA_PATH");
     if (force && strcmp(force, "generic") == 0) {
         lla__snprintf(why, sizeof why, "LLA_CUDA_PATH=generic");
-    } else if (lla_cuda_mma_eligible(impl, p, o.dtype, x, initial != NULL, final != NULL, why,
+    } else if (lla_cuda_mma_eligible(impl, p, o.dtype, x, &o, initial != NULL, final != NULL, why,
                                      sizeof why)) {
         lla_mma_params mp;
         memset(&mp, 0, sizeof mp);

@@ -88,16 +88,15 @@ struct lla_mma_params {
     long long batch, seqlen, heads, qk_heads, dk, dv, levels;
     float scale;
     int nblk;          /* big chunks (blocks of LLA_MMA_BLOCK tokens) per sequence */
-    float *summ;       /* [B*H][nblk][K][V] block summaries (fp32)                 */
+    void *nodes;       /* [B*H][nblk][K][V] bf16: block summaries, then Fenwick nodes */
     float *blk_decay;  /* [B*H][nblk] total log decay of each block                */
     double *blk_cum;   /* [B*H][nblk] inclusive prefix of blk_decay                */
-    void *nodes;       /* [B*H][nblk][K][V] Fenwick nodes (16-bit, operand type)   */
 };
 #define LLA_MMA_BLOCK 256
 
 /* Does the tensor-core path take this problem? (reason filled when not) */
 int lla_cuda_mma_eligible(const lla_cuda_impl *impl, const lla_problem *p, lla_dtype dtype,
-                          const lla_inputs *x, int has_initial, int has_final, char *why,
+                          const lla_inputs *x, const lla_tensor *o, int has_initial, int has_final, char *why,
                           size_t why_len);
 size_t lla_cuda_mma_workspace(const lla_problem *p);
 lla_status lla_cuda_mma_forward(lla_cuda_impl *impl, lla_mma_params *mp, void *workspace);

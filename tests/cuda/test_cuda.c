@@ -6,7 +6,8 @@
  * comparison is a relative norm error against float64 references computed on the host:
  *   float64 1e-10, float32 1e-5, bf16/fp16 storage 1e-2 (the brief's bound; the measured
  *   error is printed).
- * LLA_TEST_QUICK=1 skips the long cases (for compute-sanitizer runs).
+ * LLA_TEST_QUICK=1 skips the long cases (for compute-sanitizer runs); LLA_TEST_FILTER=pattern
+ * runs only the matching tests.
  */
 #define _POSIX_C_SOURCE 200112L
 #include <math.h>
@@ -709,6 +710,7 @@ int main(void) {
     int i, rc;
     const char *q = getenv("LLA_TEST_QUICK");
     quick = q && q[0] && q[0] != '0';
+    if (getenv("LLA_TEST_FILTER")) cmocka_set_test_filter(getenv("LLA_TEST_FILTER"));
     for (i = 0; i < lla_backend_count(); ++i) {
         lla_backend_info info;
         if (lla_backend_info_get(i, &info) == LLA_OK && strcmp(info.name, "cuda") == 0 &&

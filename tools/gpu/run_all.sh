@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Run on the GPU machine from DEST/src (see stage.sh): checks and benchmarks of the CUDA
+# backend.  Stages (default: info test bench sdpa): info test sanitize bench sdpa ncu.
+# Logs go to $OUT (the device tool's result folder) or /tmp/lla-gpu.
+set -uo pipefail
+G=$(cd "$(dirname "$0")/../../.." && pwd)
+OUT=${OUT:-/tmp/lla-gpu}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$G/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export LLA_GOLDEN_DIR="$G/golden" CMOCKA_MESSAGE_OUTPUT=stdout PYTHONUNBUFFERED=1
+stages="${*:-info test bench sdpa}"
+rc=0
+step() { echo "=== $*"; }
+for s in $stages; do
+  case $s in
+  info)
+    step info
+    echo "commit $(cat "$G/COMMIT") dirty: $(cat "$G/DIRTY" | tr '\n' ' ')"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
+    nvcc --version | tail -2
+    ;;
+  test)
+    step "test_cuda_probe + test_cuda"
+    "$G/bin/test_cuda_probe" > "$OUT/test_probe.log" 2>&1 || rc=1
+    tail -3 "$OUT/test_probe.log"
+    timeout 300 "$G/bin/test_cuda" > "$OUT/test_cuda.log" 2>&1 || rc=1
+    grep -E "rel err|OK|FAIL|PASSED|ERROR|error|SKIP" "$OUT/test_cuda.log" | grep -vE "^\s+(golden|mamba2|gdn).*rel err" | tail -40
+    grep -cE "rel err" "$OUT/test_cuda.log"
+    ;;
+  sanitize)
+    for tool in memcheck racecheck; do
+      step "compute-sanitizer $tool (LLA_TEST_QUICK=1)"
+      LLA_TEST_QUICK=1 timeout 400 compute-sanitizer --tool $tool --error-exitcode 3 \
+        "$G/bin/test_cuda" > "$OUT/sanitize_$tool.log" 2>&1
+      echo "exit $?"
+      grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$OUT/sanitize_$tool.log" | tail -4
+    done
+    ;;
+  bench)
+    step cuda_bench
+    timeout 300 "$G/bin/cuda_bench" 2>&1 | tee "$OUT/bench.log" | grep -v '^csv'
+    ;;
+  sdpa)
+    step "FlashAttention-2 via PyTorch SDPA"
+    timeout 200 python3 "$G/src/tools/gpu/sdpa_baseline.py" 2>&1 | tee "$OUT/sdpa.log" | grep -v '^csv'
+    ;;
+  ncu)
+    step "ncu: one decode step and one forward (T=8K)"
+    timeout 300 ncu --kernel-name regex:'decode_kernel|main_kernel|summary_kernel|nodes_kernel' \
+      --launch-skip 40 --launch-count 4 --section SpeedOfLight "$G/bin/cuda_bench" --quick \
+      > "$OUT/ncu.log" 2>&1
+    grep -E "decode_kernel|main_kernel|summary_kernel|nodes_kernel|Duration|Throughput" "$OUT/ncu.log" | head -40
+    ;;
+  esac
+done
+exit $rc
