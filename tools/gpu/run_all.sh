@@ -18,6 +18,7 @@ for s in $stages; do
     echo "commit $(cat "$G/COMMIT") dirty: $(cat "$G/DIRTY" | tr '\n' ' ')"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
     nvcc --version | tail -2
+    echo "SASS of liblla: $(cuobjdump -sass "$G/lib/liblla.so.0" | grep -c HMMA) HMMA, $(cuobjdump -sass "$G/lib/liblla.so.0" | grep -c LDSM) LDSM instructions"
     ;;
   test)
     step "test_cuda_probe + test_cuda"

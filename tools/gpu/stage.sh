@@ -13,12 +13,13 @@ cd "$SRC"
 [ -d build-gpu ] || meson setup build-gpu -Dwerror=true -Dbuildtype=release >/dev/null
 ninja -C build-gpu -j2
 mkdir -p "$DEST/bin" "$DEST/lib" "$DEST/golden"
-rsync -a --delete --exclude 'build*' --exclude .git "$SRC/" "$DEST/src/"
+rm -rf "$DEST/src" "$DEST/golden" && mkdir -p "$DEST/src" "$DEST/golden"
+tar -C "$SRC" --exclude './build*' --exclude ./.git -cf - . | tar -C "$DEST/src" -xf -
 cp build-gpu/tests/cuda/test_cuda build-gpu/tests/cuda/test_cuda_probe build-gpu/tools/gpu/cuda_bench "$DEST/bin/"
 cp -L build-gpu/liblla.so.0 "$DEST/lib/"
 cp -L "$(ldconfig -p | awk '/libcmocka.so.0 /{print $NF; exit}')" "$DEST/lib/libcmocka.so.0"
 cp -L "$(ldd build-gpu/liblla.so.0 | awk '/libcudart.so/{print $3}')" "$DEST/lib/"
-rsync -a --delete "$GOLDEN/" "$DEST/golden/"
+cp -a "$GOLDEN/." "$DEST/golden/"
 git -C "$SRC" rev-parse HEAD > "$DEST/COMMIT"
 git -C "$SRC" status --porcelain | head -5 > "$DEST/DIRTY"
 du -sh "$DEST"
