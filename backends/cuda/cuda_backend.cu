@@ -97,6 +97,13 @@ static lla_status cuda_open(lla_backend *self, int device, const char *spec) {
         free(impl);
         return lla_cuda_fail(err, "cudaStreamCreate");
     }
+    /* page-locked landing zone for the positions copied back before decode steps */
+    err = cudaMallocHost((void **)&impl->pinned, LLA_CUDA_PINNED_POSITIONS * sizeof(long long));
+    if (err != cudaSuccess) {
+        (void)cudaStreamDestroy(impl->stream);
+        free(impl);
+        return lla_cuda_fail(err, "cudaMallocHost");
+    }
     self->impl = impl;
     lla__snprintf(self->description, sizeof self->description,
                   "%s, device %d, compute %d.%d, %d SMs, %zu MiB; %s", prop.name, device,
@@ -113,6 +120,7 @@ static void cuda_close(lla_backend *self) {
     if (cudaSetDevice(impl->device) == cudaSuccess) {
         (void)cudaStreamSynchronize(impl->stream);
         (void)cudaStreamDestroy(impl->stream);
+        (void)cudaFreeHost(impl->pinned);
     }
     (void)cudaGetLastError();
     free(impl);
@@ -260,18 +268,19 @@ static lla_status cuda_supports(lla_backend *self, const lla_problem *p, lla_dty
 
 /* Positions of a device state must leave room for `extra` more tokens per sequence
  * (per-sequence lengths from seq_offsets when use_offsets).  Copies them back in pieces
- * through a stack buffer: no allocation. */
+ * through the handle's page-locked buffer: no allocation. */
 static lla_status check_device_positions(lla_cuda_impl *impl, const lla_problem *p,
                                          const lla_state *s, int64_t extra, int use_offsets) {
-    int64_t piece[256];
+    const long long *piece = impl->pinned;
     int64_t i0, i;
-    for (i0 = 0; i0 < p->batch; i0 += 256) {
-        int64_t n = p->batch - i0 < 256 ? p->batch - i0 : 256;
-        LLA_CU(cudaMemcpyAsync(piece, (const int64_t *)s->memory + i0, (size_t)n * 8,
+    for (i0 = 0; i0 < p->batch; i0 += LLA_CUDA_PINNED_POSITIONS) {
+        int64_t n = p->batch - i0 < LLA_CUDA_PINNED_POSITIONS ? p->batch - i0
+                                                              : LLA_CUDA_PINNED_POSITIONS;
+        LLA_CU(cudaMemcpyAsync(impl->pinned, (const int64_t *)s->memory + i0, (size_t)n * 8,
                                cudaMemcpyDeviceToHost, impl->stream));
         LLA_CU(cudaStreamSynchronize(impl->stream));
         for (i = 0; i < n; ++i) {
-            int64_t b = i0 + i, pos = piece[i], end;
+            int64_t b = i0 + i, pos = (int64_t)piece[i], end;
             int64_t len = use_offsets && p->seq_offsets ? p->seq_offsets[b + 1] - p->seq_offsets[b]
                                                         : extra;
             if (pos < 0)

@@ -24,7 +24,9 @@ struct lla_cuda_impl {
     int sm_count;
     size_t smem_optin;   /* max dynamic shared memory per block (opt-in)     */
     cudaStream_t stream; /* every launch and copy of this handle goes here   */
+    long long *pinned;   /* LLA_CUDA_PINNED_POSITIONS page-locked int64 for position checks */
 };
+#define LLA_CUDA_PINNED_POSITIONS 256
 
 static inline lla_cuda_impl *lla_cuda_of(lla_backend *b) { return (lla_cuda_impl *)b->impl; }
 

@@ -461,30 +461,54 @@ __global__ void __launch_bounds__(256) decode_kernel(const lla_generic_params P)
     }
     __syncthreads();
 
+    /* Rows in batches of kRows: the loads of one level for the whole batch are issued
+     * together (a store to level L may alias a later load, so batches give the memory
+     * parallelism that a per-element loop would not). */
+    constexpr int kRows = 8;
     Acc y = 0;
     if (active)
-        for (int d = kg; d < K; d += KG) {
-            const size_t off = (size_t)d * V + col;
+        for (int d0 = kg; d0 < K; d0 += KG * kRows) {
             for (int L = NL - 1; L >= 0; --L) {
-                Acc nv;
-                bool write;
+                Acc nv[kRows];
+                bool write = true;
                 if (L == 0) {
-                    nv = beta * ks[d] * vs[j];
-                    write = true;
+#pragma unroll
+                    for (int i = 0; i < kRows; ++i) {
+                        const int d = d0 + i * KG;
+                        nv[i] = d < K ? beta * ks[d] * vs[j] : (Acc)0;
+                    }
                 } else {
-                    Acc sum = 0, dsum = 0;
+                    Acc sum[kRows];
+                    Acc dsum = 0;
+#pragma unroll
+                    for (int i = 0; i < kRows; ++i) sum[i] = 0;
                     bool any = false;
-                    for (int l = src_lo[L]; l <= src_hi[L]; ++l)
-                        if (slot_map[l] == L) {
-                            sum += S[(size_t)l * ls + off];
-                            dsum += dots[l * VS + j];
-                            any = true;
+                    for (int l = src_lo[L]; l <= src_hi[L]; ++l) {
+                        if (slot_map[l] != L) continue;
+                        const Acc *src = S + (size_t)l * ls + col;
+#pragma unroll
+                        for (int i = 0; i < kRows; ++i) {
+                            const int d = d0 + i * KG;
+                            if (d < K) sum[i] += src[(size_t)d * V];
                         }
-                    nv = any ? (gdn ? a * (sum - beta * ks[d] * dsum) : a * sum) : (Acc)0;
+                        dsum += dots[l * VS + j];
+                        any = true;
+                    }
                     write = any || slot_map[L] >= 0;
+#pragma unroll
+                    for (int i = 0; i < kRows; ++i) {
+                        const int d = d0 + i * KG;
+                        const Acc kd = d < K ? ks[d] : (Acc)0;
+                        nv[i] = any ? (gdn ? a * (sum[i] - beta * kd * dsum) : a * sum[i]) : (Acc)0;
+                    }
                 }
-                if (write) S[(size_t)L * ls + off] = nv;
-                y += lam[L] * qs[d] * nv;
+#pragma unroll
+                for (int i = 0; i < kRows; ++i) {
+                    const int d = d0 + i * KG;
+                    if (d >= K) continue;
+                    if (write) S[(size_t)L * ls + (size_t)d * V + col] = nv[i];
+                    y += lam[L] * qs[d] * nv[i];
+                }
             }
         }
     if (active) atomicAdd(&yred[j], y);
@@ -577,7 +601,7 @@ lla_status lla_cuda_generic_decode(lla_cuda_impl *impl, lla_dtype dtype,
     const size_t acc = acc_size(dtype);
     lla_status st;
     size_t smem;
-    gp.vslice = gp.dv < 32 ? (int)gp.dv : 32;
+    gp.vslice = gp.dv < 16 ? (int)gp.dv : 16;
     smem = decode_smem_bytes((int)gp.dk, gp.vslice, (int)gp.levels, acc);
     switch (dtype) {
     case LLA_DTYPE_F32: st = launch_decode<float, float>(impl, &gp, smem); break;

@@ -398,10 +398,10 @@ static void prefill_then_continue(void **state) {
                 ref = td_oracle(td);
                 p1.seqlen = T1;
                 p2.seqlen = p.seqlen - T1;
-                assert_int_equal(lla_state_bytes(&p, dt, &sbytes), LLA_OK);
+                assert_int_equal(lla_state_bytes(&p, LLA_DTYPE_F32, &sbytes), LLA_OK);
                 smem = dmalloc(&L, sbytes);
-                /* (a) prefill + decode */
-                assert_int_equal(lla_state_init(be, &p, dt, smem, sbytes, &st), LLA_OK);
+                /* (a) prefill + decode (16-bit tensors keep an F32 state) */
+                assert_int_equal(lla_state_init(be, &p, LLA_DTYPE_F32, smem, sbytes, &st), LLA_OK);
                 ws = workspace_for(&L, &p, dt, &ws_bytes);
                 rc = lla_forward(be, &p1, &dp.x, dp.o, NULL, &st, ws, ws_bytes);
                 if (rc != LLA_OK) fail_msg("prefill: %s", lla_last_error());
@@ -429,7 +429,7 @@ static void prefill_then_continue(void **state) {
                 /* (b) prefill + forward from the state (final == initial object) */
                 memset(dp.oh_mem, 0xff, dp.o_bytes); /* poison again */
                 assert_int_equal(lla_upload(be, dp.o.data, dp.oh_mem, dp.o_bytes), LLA_OK);
-                assert_int_equal(lla_state_init(be, &p, dt, smem, sbytes, &st), LLA_OK);
+                assert_int_equal(lla_state_init(be, &p, LLA_DTYPE_F32, smem, sbytes, &st), LLA_OK);
                 rc = lla_forward(be, &p1, &dp.x, dp.o, NULL, &st, ws, ws_bytes);
                 if (rc != LLA_OK) fail_msg("prefill: %s", lla_last_error());
                 x2 = dp.x;

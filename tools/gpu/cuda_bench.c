@@ -9,7 +9,7 @@
  * median over `reps` such groups, after warm-up.  Inputs are random (never zeros).
  * Output: a table on stdout and CSV lines prefixed "csv,".
  *
- * Usage: cuda_bench [--quick] [--decode-only]
+ * Usage: cuda_bench [--quick] [--decode-only] [--T n (one forward length, no decode)]
  */
 #define _POSIX_C_SOURCE 200112L
 /* cuda_runtime.h has anonymous unions, which -Wpedantic rejects in C99 */
@@ -195,9 +195,10 @@ static double sample_max(const fwd_case *c, lla_dtype dt) {
     return mx;
 }
 
-static void bench_forward(int quick) {
-    static const int64_t Ts[] = {2048, 8192, 16384, 32768, 131072};
-    int i, n = quick ? 2 : 5;
+static void bench_forward(int quick, int64_t only_T) {
+    static const int64_t all_T[] = {2048, 8192, 16384, 32768, 131072};
+    const int64_t *Ts = only_T ? &only_T : all_T;
+    int i, n = only_T ? 1 : quick ? 2 : 5;
     printf("\n== forward, Mamba-2 weak, B=2 H=48 G=1 K=128 V=64 (median ms per call)\n");
     for (i = 0; i < n; ++i) {
         fwd_case c = make_case(Ts[i], LLA_DTYPE_BF16);
@@ -207,7 +208,7 @@ static void bench_forward(int quick) {
                (long long)Ts[i], ms, mx, c.ws_bytes >> 20);
         printf("csv,forward,bf16,mma,%lld,%.5f\n", (long long)Ts[i], ms);
         fflush(stdout);
-        if (Ts[i] <= 8192) {
+        if (Ts[i] <= 8192 && !only_T) {
             setenv("LLA_CUDA_PATH", "generic", 1);
             ms = time_forward(&c, 5, 1);
             unsetenv("LLA_CUDA_PATH");
@@ -216,7 +217,7 @@ static void bench_forward(int quick) {
             fflush(stdout);
         }
         free_case(&c);
-        if (Ts[i] <= 8192) {
+        if (Ts[i] <= 8192 && !only_T) {
             c = make_case(Ts[i], LLA_DTYPE_F32);
             ms = time_forward(&c, 5, 1);
             printf("T=%6lld f32  generic path:     %9.4f ms\n", (long long)Ts[i], ms);
@@ -296,10 +297,15 @@ static void bench_decode(int steps) {
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, decode_only = 0, i, drv = 0, rt = 0;
+    int quick = 0, decode_only = 0, no_decode = 0, i, drv = 0, rt = 0;
+    int64_t only_T = 0;
     for (i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
         if (!strcmp(argv[i], "--decode-only")) decode_only = 1;
+        if (!strcmp(argv[i], "--T") && i + 1 < argc) {
+            only_T = atoll(argv[++i]);
+            no_decode = 1;
+        }
     }
     if (lla_backend_open("cuda", &be) != LLA_OK) {
         printf("SKIP: %s\n", lla_last_error());
@@ -309,8 +315,8 @@ int main(int argc, char **argv) {
     cudaRuntimeGetVersion(&rt);
     printf("device: %s\ndriver API %d, runtime %d, lla %s\n", lla_backend_description(be), drv, rt,
            lla_version_string());
-    if (!decode_only) bench_forward(quick);
-    bench_decode(decode_only ? 60 : 500);
+    if (!decode_only) bench_forward(quick, only_T);
+    if (!no_decode) bench_decode(decode_only ? 60 : 500);
     lla_backend_close(be);
     return 0;
 }

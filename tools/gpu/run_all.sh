@@ -46,11 +46,20 @@ for s in $stages; do
     timeout 200 python3 "$G/src/tools/gpu/sdpa_baseline.py" 2>&1 | tee "$OUT/sdpa.log" | grep -v '^csv'
     ;;
   ncu)
-    step "ncu: one decode step and one forward (T=8K)"
-    timeout 300 ncu --kernel-name regex:'decode_kernel|main_kernel|summary_kernel|nodes_kernel' \
-      --launch-skip 40 --launch-count 4 --section SpeedOfLight "$G/bin/cuda_bench" --quick \
-      > "$OUT/ncu.log" 2>&1
-    grep -E "decode_kernel|main_kernel|summary_kernel|nodes_kernel|Duration|Throughput" "$OUT/ncu.log" | head -40
+    step "ncu: forward kernels at T=8K (second call), decode kernel"
+    M=gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,launch__occupancy_limit_registers,launch__registers_per_thread
+    timeout 200 ncu --metrics $M --kernel-name regex:'summary|nodes|main' --launch-skip 3 \
+      --launch-count 3 "$G/bin/cuda_bench" --T ${NCU_T:-8192} > "$OUT/ncu_fwd.log" 2>&1
+    grep -E "kernel|gpu__time|sm__throughput|dram__|warps_active|occupancy_limit|registers" "$OUT/ncu_fwd.log" | sed 's/  */ /g' | head -40
+    timeout 200 ncu --metrics $M --kernel-name regex:'decode_kernel|positions_kernel' --launch-skip 20 \
+      --launch-count 4 "$G/bin/cuda_bench" --decode-only > "$OUT/ncu_decode.log" 2>&1
+    grep -E "kernel|gpu__time|dram__" "$OUT/ncu_decode.log" | sed 's/  */ /g' | head -20
+    ;;
+  ncu_main)
+    step "ncu: main kernel details at T=8K"
+    timeout 200 ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+      --kernel-name regex:main_kernel --launch-skip 1 --launch-count 1 "$G/bin/cuda_bench" --T 8192 > "$OUT/ncu_main.log" 2>&1
+    grep -vE "^==PROF==|^ *$|----" "$OUT/ncu_main.log" | sed 's/  */ /g' | grep -E "Duration|Throughput|Stall|Occupancy|Warp Cycles|Registers|Block Limit|Issued|Eligible|L1|L2|DRAM" | head -50
     ;;
   esac
 done
