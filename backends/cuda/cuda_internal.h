@@ -93,6 +93,7 @@ struct lla_mma_params {
     void *nodes;       /* [B*H][nblk][K][V] bf16: block summaries, then Fenwick nodes */
     float *blk_decay;  /* [B*H][nblk] total log decay of each block                */
     double *blk_cum;   /* [B*H][nblk] inclusive prefix of blk_decay                */
+    float *gates;      /* [B*H][nblk*256] block-local inclusive cumulative log gates */
 };
 #define LLA_MMA_BLOCK 256
 

@@ -157,6 +157,9 @@ __global__ void __launch_bounds__(kThreads) summary_kernel(const lla_mma_params 
 
     block_gates<kBf16>(P, gl, b, h, t0, kBlock);
     const float gend = gl[kBlock - 1];
+    if (vt == 0) /* the main kernel reads these instead of scanning again */
+        for (int i = threadIdx.x; i < kBlock; i += blockDim.x)
+            P.gates[((size_t)bh * P.nblk + j) * kBlock + i] = gl[i];
 
     float acc[MT][8][4];
 #pragma unroll
@@ -179,11 +182,18 @@ __global__ void __launch_bounds__(kThreads) summary_kernel(const lla_mma_params 
             uint32_t out[4] = {0, 0, 0, 0};
             if (r < n) {
                 const long long base = b * P.v.s0 + (ts + r) * P.v.s1 + h * P.v.s2 + vt * kVT + c8;
-                float w = __expf(gend - gl[sub * kTile + r]);
+                const float w = __expf(gend - gl[sub * kTile + r]);
+                const uint4 raw = *(const uint4 *)((const uint16_t *)P.v.data + base);
+                const uint32_t in[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-                for (int x = 0; x < 4; ++x)
-                    out[x] = pack_bf16(w * ld16<kBf16>(P.v.data, base + 2 * x),
-                                       w * ld16<kBf16>(P.v.data, base + 2 * x + 1));
+                for (int x = 0; x < 4; ++x) {
+                    float2 f;
+                    if (kBf16)
+                        f = __bfloat1622float2(*(const __nv_bfloat162 *)&in[x]);
+                    else
+                        f = __half22float2(*(const __half2 *)&in[x]);
+                    out[x] = pack_bf16(w * f.x, w * f.y);
+                }
             }
             *(uint4 *)(ws + r * VS + c8) = make_uint4(out[0], out[1], out[2], out[3]);
         }
@@ -230,6 +240,7 @@ __global__ void __launch_bounds__(kThreads) summary_kernel(const lla_mma_params 
 
 /* ---------------------------------------------------------------- 2. nodes */
 
+template <int NLV>
 __global__ void __launch_bounds__(256) nodes_kernel(const lla_mma_params P, int nlevels) {
     const long long bh = blockIdx.y;
     const long long pairs = P.dk * P.dv / 2;
@@ -244,9 +255,9 @@ __global__ void __launch_bounds__(256) nodes_kernel(const lla_mma_params P, int 
     if (e2 >= pairs) return;
     __nv_bfloat162 *u = (__nv_bfloat162 *)P.nodes + (size_t)bh * P.nblk * pairs + e2;
     const float *dec = P.blk_decay + bh * P.nblk;
-    float ax[32], ay[32];
+    float ax[NLV], ay[NLV];
 #pragma unroll
-    for (int l = 0; l < 32; ++l) ax[l] = ay[l] = 0.f;
+    for (int l = 0; l < NLV; ++l) ax[l] = ay[l] = 0.f;
     __nv_bfloat162 next = u[0];
     for (int j = 0; j < P.nblk; ++j) {
         const float2 x = __bfloat1622float2(next);
@@ -255,7 +266,7 @@ __global__ void __launch_bounds__(256) nodes_kernel(const lla_mma_params P, int 
         const int tz = __ffs(j + 1) - 1; /* the node completed by block j */
         float nx = 0.f, ny = 0.f;
 #pragma unroll
-        for (int l = 0; l < 32; ++l) {
+        for (int l = 0; l < NLV; ++l) {
             if (l < nlevels) {
                 ax[l] = ax[l] * a + x.x;
                 ay[l] = ay[l] * a + x.y;
@@ -280,7 +291,7 @@ __host__ __device__ constexpr size_t main_smem_fixed() {
 }
 
 template <int DK, bool kBf16>
-__global__ void __launch_bounds__(kThreads) main_kernel(const lla_mma_params P) {
+__global__ void __launch_bounds__(kThreads, 4) main_kernel(const lla_mma_params P) {
     constexpr int KS = DK + 8, VS = kVT + 8, KSTEPS = DK / 16;
     static_assert((size_t)DK * VS <= (size_t)kTile * KS + (size_t)kTile * VS, "node fits");
     extern __shared__ __align__(16) unsigned char smem[];
@@ -301,7 +312,8 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const lla_mma_params P) 
     const int nq = (int)min((long long)kTile, P.seqlen - tq0);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
 
-    block_gates<kBf16>(P, gl, b, h, tb, (qt + 1) * kTile);
+    for (int i = threadIdx.x; i < (qt + 1) * kTile; i += blockDim.x)
+        gl[i] = P.gates[((size_t)bh * P.nblk + j) * kBlock + i];
     load_tile<kBf16>(qs, KS, (const uint16_t *)P.q.data + b * P.q.s0 + tq0 * P.q.s1 + hq * P.q.s2,
                      P.q.s1, nq, kTile, DK);
     for (int e = threadIdx.x; e < kTile * NL; e += blockDim.x) {
@@ -315,10 +327,9 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const lla_mma_params P) 
     /* this thread's two query rows (tile-local) and their block-local positions */
     const int r0 = warp * 16 + g, r1 = r0 + 8;
     const int p0 = qt * kTile + r0, p1 = qt * kTile + r1;
-    uint32_t qf[KSTEPS][4];
-#pragma unroll
-    for (int kk = 0; kk < KSTEPS; ++kk)
-        ldsm_x4(qf[kk], qs + (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * KS + kk * 16 + (lane / 16) * 8);
+    /* A fragments of this warp's 16 query rows are read from shared memory at each use
+     * (keeping them in registers costs 32 registers and half the occupancy). */
+    const __nv_bfloat16 *qa = qs + (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * KS + (lane / 16) * 8;
 
     float o[8][4];
 #pragma unroll
@@ -347,14 +358,17 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const lla_mma_params P) 
 #pragma unroll
             for (int x = 0; x < 4; ++x) s[nt][x] = 0.f;
 #pragma unroll
-        for (int np = 0; np < 4; ++np)
+        for (int kk = 0; kk < KSTEPS; ++kk) { /* 8 independent accumulators per step */
+            uint32_t af[4];
+            ldsm_x4(af, qa + kk * 16);
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; ++kk) {
+            for (int np = 0; np < 4; ++np) {
                 uint32_t bf[4];
                 ldsm_x4(bf, ks + (np * 16 + lane % 8 + (lane / 16) * 8) * KS + kk * 16 + ((lane / 8) % 2) * 8);
-                mma16816(s[2 * np], qf[kk], bf[0], bf[1]);
-                mma16816(s[2 * np + 1], qf[kk], bf[2], bf[3]);
+                mma16816(s[2 * np], af, bf[0], bf[1]);
+                mma16816(s[2 * np + 1], af, bf[2], bf[3]);
             }
+        }
 
         /* mask: lambda[t, level(t,s)] * exp(G_t - G_s), causal */
         if (kt == qt) {
@@ -427,14 +441,17 @@ __global__ void __launch_bounds__(kThreads) main_kernel(const lla_mma_params P) 
 #pragma unroll
             for (int y = 0; y < 4; ++y) x[nt][y] = 0.f;
 #pragma unroll
-        for (int np = 0; np < 4; ++np)
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            uint32_t af[4];
+            ldsm_x4(af, qa + kk * 16);
 #pragma unroll
-            for (int kk = 0; kk < KSTEPS; ++kk) {
+            for (int np = 0; np < 4; ++np) {
                 uint32_t bf[4];
                 ldsm_x4_t(bf, ns + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * VS + np * 16 + (lane / 16) * 8);
-                mma16816(x[2 * np], qf[kk], bf[0], bf[1]);
-                mma16816(x[2 * np + 1], qf[kk], bf[2], bf[3]);
+                mma16816(x[2 * np], af, bf[0], bf[1]);
+                mma16816(x[2 * np + 1], af, bf[2], bf[3]);
             }
+        }
         const float f0 = (L < NL ? lam[r0 * NL + L] : 0.f) * eg0 * dec;
         const float f1 = (L < NL ? lam[r1 * NL + L] : 0.f) * eg1 * dec;
 #pragma unroll
@@ -469,14 +486,16 @@ int rows_ok(const lla_tensor *t) {
 }
 
 struct mma_layout {
-    size_t nodes, decay, cum, total;
+    size_t nodes, decay, cum, gates, total;
 };
 int mma_layout_of(const lla_problem *p, mma_layout *m) {
     int64_t nblk = (p->seqlen + kBlock - 1) / kBlock, n;
-    size_t nodes, decay, cum;
+    size_t nodes, decay, cum, gates;
     if (!lla__mul_ok(p->batch, p->heads, &n) || !lla__mul_ok(n, nblk, &n)) return 0;
     decay = lla__round_up64((size_t)n * 4);
     cum = lla__round_up64((size_t)n * 8);
+    if (!lla__size_mul_ok((size_t)n, (size_t)kBlock * 4, &gates)) return 0;
+    gates = lla__round_up64(gates);
     if (!lla__mul_ok(n, p->dk, &n) || !lla__mul_ok(n, p->dv, &n) ||
         !lla__size_mul_ok((size_t)n, 2, &nodes))
         return 0;
@@ -484,7 +503,8 @@ int mma_layout_of(const lla_problem *p, mma_layout *m) {
     m->nodes = 0;
     m->decay = nodes;
     m->cum = nodes + decay;
-    m->total = nodes + decay + cum;
+    m->gates = nodes + decay + cum;
+    m->total = nodes + decay + cum + gates;
     return 1;
 }
 
@@ -497,13 +517,26 @@ lla_status launch_all(lla_cuda_impl *impl, const lla_mma_params &P) {
     LLA_CU(cudaGetLastError());
     {
         long long pairs = P.dk * P.dv / 2;
-        nodes_kernel<<<dim3((unsigned)((pairs + 255) / 256), bh), 256, 0, impl->stream>>>(P, nlevels);
+        dim3 grid((unsigned)((pairs + 255) / 256), bh);
+        if (nlevels <= 4)
+            nodes_kernel<4><<<grid, 256, 0, impl->stream>>>(P, nlevels);
+        else if (nlevels <= 8)
+            nodes_kernel<8><<<grid, 256, 0, impl->stream>>>(P, nlevels);
+        else if (nlevels <= 12)
+            nodes_kernel<12><<<grid, 256, 0, impl->stream>>>(P, nlevels);
+        else if (nlevels <= 16)
+            nodes_kernel<16><<<grid, 256, 0, impl->stream>>>(P, nlevels);
+        else
+            nodes_kernel<32><<<grid, 256, 0, impl->stream>>>(P, nlevels);
         LLA_CU(cudaGetLastError());
     }
     {
         size_t smem = main_smem_fixed<DK>() + (size_t)kTile * P.levels * 4;
         LLA_CU(cudaFuncSetAttribute(main_kernel<DK, kBf16>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        /* four CTAs per SM need most of the unified L1/shared memory as shared */
+        LLA_CU(cudaFuncSetAttribute(main_kernel<DK, kBf16>,
+                                    cudaFuncAttributePreferredSharedMemoryCarveout, 100));
         main_kernel<DK, kBf16><<<dim3((unsigned)(4 * P.nblk), bh, vts), kThreads, smem,
                                  impl->stream>>>(P);
         LLA_CU(cudaGetLastError());
@@ -563,6 +596,7 @@ lla_status lla_cuda_mma_forward(lla_cuda_impl *impl, lla_mma_params *mp, void *w
     mp->nodes = ws + m.nodes;
     mp->blk_decay = (float *)(ws + m.decay);
     mp->blk_cum = (double *)(ws + m.cum);
+    mp->gates = (float *)(ws + m.gates);
     if (mp->dk == 128)
         return mp->is_bf16 ? launch_all<128, true>(impl, *mp) : launch_all<128, false>(impl, *mp);
     return mp->is_bf16 ? launch_all<64, true>(impl, *mp) : launch_all<64, false>(impl, *mp);
