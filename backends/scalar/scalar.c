@@ -4,6 +4,7 @@
  * entry another backend leaves NULL.
  */
 #include "backend.h"
+#include "backward.h"
 #include "internal.h"
 
 static lla_status scalar_probe(char *why, size_t len, int *device_count) {
@@ -30,8 +31,8 @@ const lla_backend_ops lla_scalar_ops = {
     NULL, /* supports */
     NULL, /* forward_workspace */
     NULL, /* forward */
-    NULL, /* backward_workspace */
-    NULL, /* backward */
+    lla__scalar_backward_workspace,
+    lla__scalar_backward,
     NULL, /* decode_step */
     LLA_MEMORY_HOST,
     NULL, NULL, NULL, NULL, NULL, NULL, NULL,
