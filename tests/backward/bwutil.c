@@ -36,6 +36,16 @@ lla_grads bw_oracle(test_data *td, lla_tensor d_o) {
     size_t bytes;
     void *ws;
     lla_grads g = bw_grads(td, LLA_DTYPE_F64);
+    if (d_o.dtype != LLA_DTYPE_F64) { /* the oracle's d_o shares the gradients' dtype */
+        const lla_problem *p = &td->p;
+        lla_tensor d64 = td_tensor(td, p->heads, p->dv, LLA_DTYPE_F64);
+        int64_t b, t, h, e;
+        for (b = 0; b < td_tensor_batch(p); ++b)
+            for (t = 0; t < p->seqlen; ++t)
+                for (h = 0; h < p->heads; ++h)
+                    for (e = 0; e < p->dv; ++e) lla__store(&d64, b, t, h, e, lla__load(&d_o, b, t, h, e));
+        d_o = d64;
+    }
     if (lla_oracle_backward_workspace(&td->p, &bytes) != LLA_OK) abort();
     ws = td_alloc(td, bytes, 0);
     if (lla_oracle_backward(&td->p, &td->x, d_o, &g, ws, bytes) != LLA_OK) abort();
