@@ -9,6 +9,8 @@
 
 #include <cmocka.h>
 
+#include "testutil.h"
+
 lla_backend *su_open_scalar(void) {
     lla_backend *be = NULL;
     assert_int_equal(lla_backend_open("scalar", &be), LLA_OK);
@@ -150,4 +152,48 @@ void su_packed_free(su_packed *pk) {
     if (!pk) return;
     for (i = 0; i < 8; ++i) free(pk->mem[i]);
     free(pk);
+}
+
+static lla_tensor as_step(lla_tensor t) {
+    t.strides[0] = t.strides[1];
+    return t;
+}
+
+lla_inputs su_packed_as_step(const su_packed *pk) {
+    lla_inputs x = pk->x;
+    x.q = as_step(x.q);
+    x.k = as_step(x.k);
+    x.v = as_step(x.v);
+    x.g = as_step(x.g);
+    x.lambda = as_step(x.lambda);
+    x.beta = as_step(x.beta);
+    return x;
+}
+
+lla_tensor su_packed_out_as_step(const su_packed *pk) { return as_step(pk->o); }
+
+void su_check_states(const lla_state *a, const lla_state *ref, double tol, const char *label) {
+    double *va, *vr, err;
+    int64_t b;
+    assert_int_equal(a->batch, ref->batch);
+    assert_int_equal(su_state_count(a), su_state_count(ref));
+    for (b = 0; b < a->batch; ++b)
+        if (su_state_positions(a)[b] != su_state_positions(ref)[b])
+            fail_msg("%s: sequence %lld at position %lld, expected %lld", label, (long long)b,
+                     (long long)su_state_positions(a)[b], (long long)su_state_positions(ref)[b]);
+    va = su_state_values(a);
+    vr = su_state_values(ref);
+    err = rel_err_plain(va, vr, su_state_count(a));
+    print_message("  %-58s state rel err %.3g\n", label, err);
+    if (!(err <= tol)) fail_msg("%s: state rel err %g > %g", label, err, tol);
+    free(va);
+    free(vr);
+}
+
+void su_copy_sequence(lla_state *dst, const lla_state *src, int64_t b) {
+    size_t esz = lla_dtype_size(src->dtype);
+    size_t slice = (size_t)(src->heads * src->levels * src->dk * src->dv) * esz;
+    size_t at = lla_state_values_offset(src->batch) + (size_t)b * slice;
+    ((int64_t *)dst->memory)[b] = su_state_positions(src)[b];
+    memcpy((char *)dst->memory + at, (const char *)src->memory + at, slice);
 }

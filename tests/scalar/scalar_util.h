@@ -44,4 +44,13 @@ su_packed *su_pack(const lla_problem *base, const lla_inputs *src, const int64_t
                    const int64_t *first, const int64_t *len, lla_dtype dtype);
 void su_packed_free(su_packed *pk);
 
+
+/* Dense [B,1,H,D] step inputs from a packed one-token-per-sequence su_packed. */
+lla_inputs su_packed_as_step(const su_packed *pk);
+lla_tensor su_packed_out_as_step(const su_packed *pk);
+
+/* Asserts positions equal and values within tol (relative norm); prints the error. */
+void su_check_states(const lla_state *a, const lla_state *ref, double tol, const char *label);
+/* Copies sequence b's position and values from src into dst (same shape and dtype). */
+void su_copy_sequence(lla_state *dst, const lla_state *src, int64_t b);
 #endif
