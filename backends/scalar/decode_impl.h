@@ -16,7 +16,9 @@
  *   2. decay every non-empty level by P_p: Mamba-2 S *= a_p, GDN S = a_p (S - beta k (k^T S));
  *   3. write c_p k_p v_p^T into level 0;
  *   4. y = scale * sum_l lambda[p, l] S_l^T q_p.
- * No scratch memory: the GDN rank-1 update and the output work one value column at a time.
+ * No scratch memory: the head's output vector (V entries, written last anyway) holds k^T S
+ * during the GDN decay and then accumulates y, so every pass over S is row-major.  The
+ * output must therefore not overlap the inputs or the state (the API never promises that).
  */
 
 /* dst = src (dst_live == 0) or dst += src, then src = 0 (its set has moved away). */
@@ -62,11 +64,15 @@ static void NAME(decode_head)(const decode_shape *sh, REAL *S, int64_t pos,
             for (i = 0; i < KV; ++i) Sl[i] *= a;
             continue;
         }
-        for (j = 0; j < V; ++j) { /* column j: S = a (S - beta k (k^T S)) */
-            REAL kts = (REAL)0;
-            for (i = 0; i < K; ++i) kts += k[i * tok->k_step] * Sl[i * V + j];
-            kts *= c;
-            for (i = 0; i < K; ++i) Sl[i * V + j] = a * (Sl[i * V + j] - kts * k[i * tok->k_step]);
+        /* S = a (S - beta k (k^T S)); out holds k^T S for now (row-major passes) */
+        for (j = 0; j < V; ++j) out[j * out_step] = (REAL)0;
+        for (i = 0; i < K; ++i) {
+            const REAL ki = k[i * tok->k_step];
+            for (j = 0; j < V; ++j) out[j * out_step] += ki * Sl[i * V + j];
+        }
+        for (i = 0; i < K; ++i) {
+            const REAL cki = c * k[i * tok->k_step];
+            for (j = 0; j < V; ++j) Sl[i * V + j] = a * (Sl[i * V + j] - cki * out[j * out_step]);
         }
     }
 
@@ -77,17 +83,15 @@ static void NAME(decode_head)(const decode_shape *sh, REAL *S, int64_t pos,
     }
     live |= 1u;
 
-    /* 4. output */
-    for (j = 0; j < V; ++j) {
-        REAL y = (REAL)0;
-        for (l = 0; l < sh->levels; ++l) {
-            const REAL *Sl = S + l * KV;
-            REAL part = (REAL)0;
-            if (!((live >> l) & 1u)) continue;
-            for (i = 0; i < K; ++i) part += q[i * tok->q_step] * Sl[i * V + j];
-            y += lam[l * tok->lambda_step] * part;
+    /* 4. output, accumulated in place */
+    for (j = 0; j < V; ++j) out[j * out_step] = (REAL)0;
+    for (l = 0; l < sh->levels; ++l) {
+        const REAL *Sl = S + l * KV;
+        if (!((live >> l) & 1u)) continue;
+        for (i = 0; i < K; ++i) {
+            const REAL w = scale * lam[l * tok->lambda_step] * q[i * tok->q_step];
+            for (j = 0; j < V; ++j) out[j * out_step] += w * Sl[i * V + j];
         }
-        out[j * out_step] = scale * y;
     }
 }
 
