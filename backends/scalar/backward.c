@@ -522,12 +522,9 @@ static void backward_sequence(const seq_ctx *s, const bw_plan *w, double *ws,
         else
             memset(dE + L * KV, 0, (size_t)KV * sizeof(double));
     }
-    if (s->len == 0) { /* no tokens: the final state is the initial state */
+    if (s->len == 0) { /* no tokens: the forward copies the initial slice to the final one */
         if (d_initial)
-            for (L = 0; L < s->NL; ++L)
-                state_store(d_initial, b, s->h, L,
-                            s->pos0 > 0 && set_first(s->hier, s->pos0 - 1, L, 1) >= 0
-                                ? dE + L * KV : NULL, KV);
+            for (L = 0; L < s->NL; ++L) state_store(d_initial, b, s->h, L, dE + L * KV, KV);
         return;
     }
     /* E^0: the initial state's sets (decoder layout at pos0 - 1) moved to target pos0. */
