@@ -57,7 +57,7 @@ static lla_status make_plan(const lla_problem *p, bw_plan *w) {
     w->C = lla__chunk(p);
     max_chunks = (longest + w->C - 1) / w->C + 1; /* + 1: an unaligned initial position */
     s = 1;
-    while (s * s < max_chunks) ++s;
+    while (s * s < max_chunks) ++s; /* max_chunks >= 2, so s >= 2 */
     w->spacing = s;
     w->n_ckpt = (max_chunks + s - 1) / s;
     if (!lla__mul_ok(w->NL, w->K, &w->state) || !lla__mul_ok(w->state, w->V, &w->state))
@@ -452,16 +452,17 @@ static void backward_chunk(const seq_ctx *s, chunk_buf *cb, const double *E, dou
     for (i = n - 2; i >= 0; --i) cb->dgam[i] += cb->dgam[i + 1];
 }
 
-/* Loads one (b, h) level matrix of a state block into dst (K x V doubles). */
+/* dst (K x V doubles) = or += one (b, h) level matrix of a state block. */
 static void state_load(const lla_state *st, int64_t b, int64_t h, int64_t L, double *dst,
-                       int64_t KV) {
+                       int64_t KV, int add) {
     size_t off = (size_t)(((b * st->heads + h) * st->levels + L) * KV);
     const void *base = lla__state_values(st);
     int64_t a;
+    if (!add) memset(dst, 0, (size_t)KV * sizeof *dst);
     if (st->dtype == LLA_DTYPE_F64)
-        for (a = 0; a < KV; ++a) dst[a] = ((const double *)base)[off + (size_t)a];
+        for (a = 0; a < KV; ++a) dst[a] += ((const double *)base)[off + (size_t)a];
     else
-        for (a = 0; a < KV; ++a) dst[a] = (double)((const float *)base)[off + (size_t)a];
+        for (a = 0; a < KV; ++a) dst[a] += (double)((const float *)base)[off + (size_t)a];
 }
 
 static void state_store(lla_state *st, int64_t b, int64_t h, int64_t L, const double *src,
@@ -518,7 +519,7 @@ static void backward_sequence(const seq_ctx *s, const bw_plan *w, double *ws,
     /* dE starts as d_final (the state after the last token, decoder layout). */
     for (L = 0; L < s->NL; ++L) {
         if (d_final)
-            state_load(d_final, b, s->h, L, dE + L * KV, KV);
+            state_load(d_final, b, s->h, L, dE + L * KV, KV, 0);
         else
             memset(dE + L * KV, 0, (size_t)KV * sizeof(double));
     }
@@ -531,14 +532,9 @@ static void backward_sequence(const seq_ctx *s, const bw_plan *w, double *ws,
     memset(ckpt, 0, (size_t)w->state * sizeof(double));
     if (initial && s->pos0 > 0)
         for (L = 0; L < s->NL; ++L) {
-            int64_t first = set_first(s->hier, s->pos0 - 1, L, 1), to, a;
-            double *dst, *tmp = seg_states; /* scratch: filled later anyway */
+            int64_t first = set_first(s->hier, s->pos0 - 1, L, 1);
             if (first < 0) continue; /* empty level: its content is not part of the state */
-            to = lla__level(s->hier, s->pos0, first);
-            if (S == 1) tmp = dE + w->state; /* no segment slot; chunk buffers are free now */
-            state_load(initial, b, s->h, L, tmp, KV);
-            dst = ckpt + to * KV;
-            for (a = 0; a < KV; ++a) dst[a] += tmp[a];
+            state_load(initial, b, s->h, L, ckpt + lla__level(s->hier, s->pos0, first) * KV, KV, 1);
         }
     /* Forward sweep: checkpoints every S chunks. */
     nc = chunk_count(s);

@@ -386,6 +386,55 @@ static void split(lla_variant variant) {
         }
 }
 
+/* ---------------------------------------------------------------- aliasing */
+
+/* d_initial may be the very block of initial or of d_final: same results, bit for bit. */
+static void aliased_state_blocks(lla_variant variant) {
+    lla_backend *be = scalar_backend();
+    lla_problem p;
+    int64_t offsets[4] = {0, 9, 9, 20}, pos[3] = {5, 12, 2};
+    test_data *td;
+    lla_tensor d_o;
+    lla_grads ref, g1;
+    lla_state initial, d_final, d_initial, alias;
+    size_t n, i;
+    double *want, *got;
+    const char *worst;
+    lla_problem_init(&p, variant, LLA_HIERARCHY_STRONG, 3, 20, 2, 1, 3, 2);
+    p.levels = 7;
+    p.chunk = 4;
+    td = td_create(&p, offsets, LLA_DTYPE_F64, 0, 900);
+    d_o = bw_random_do(td, LLA_DTYPE_F64, 901);
+    initial = bw_state(td, be, LLA_DTYPE_F64, pos, 902);
+    d_final = bw_state(td, be, LLA_DTYPE_F64, NULL, 903);
+    d_initial = bw_state(td, be, LLA_DTYPE_F64, NULL, 0);
+    ref = bw_grads(td, LLA_DTYPE_F64);
+    assert_int_equal(bw_scalar(be, td, d_o, &initial, &d_final, &ref, &d_initial), LLA_OK);
+    want = bw_state_values(td, &d_initial, &n);
+    /* d_initial written into d_final's block */
+    alias = bw_state(td, be, LLA_DTYPE_F64, NULL, 903); /* same values as d_final */
+    g1 = bw_grads(td, LLA_DTYPE_F64);
+    assert_int_equal(bw_scalar(be, td, d_o, &initial, &alias, &g1, &alias), LLA_OK);
+    got = bw_state_values(td, &alias, &n);
+    for (i = 0; i < n; ++i)
+        if (got[i] != want[i]) fail_msg("d_initial aliasing d_final differs at %zu", i);
+    assert_true(bw_grads_err(&td->p, &g1, &ref, &worst) == 0.0);
+    /* d_initial written into initial's block */
+    alias = bw_state(td, be, LLA_DTYPE_F64, pos, 902); /* same values as initial */
+    memset(g1.dq.data, 0xff, 8); /* reuse g1 (td holds at most TD_MAX_TENSORS buffers) */
+    assert_int_equal(bw_scalar(be, td, d_o, &alias, &d_final, &g1, &alias), LLA_OK);
+    got = bw_state_values(td, &alias, &n);
+    for (i = 0; i < n; ++i)
+        if (got[i] != want[i]) fail_msg("d_initial aliasing initial differs at %zu", i);
+    for (i = 0; i < 3; ++i) assert_int_equal(lla__state_positions(&alias)[i], pos[i]);
+    assert_true(bw_grads_err(&td->p, &g1, &ref, &worst) == 0.0);
+    td_free(td);
+    lla_backend_close(be);
+}
+
+static void mamba2_aliased_state_blocks(void **state) { (void)state; aliased_state_blocks(LLA_VARIANT_MAMBA2); }
+static void gdn_aliased_state_blocks(void **state) { (void)state; aliased_state_blocks(LLA_VARIANT_GDN); }
+
 static void mamba2_split_sequences_match_oracle(void **state) { (void)state; split(LLA_VARIANT_MAMBA2); }
 static void gdn_split_sequences_match_oracle(void **state) { (void)state; split(LLA_VARIANT_GDN); }
 
@@ -395,6 +444,8 @@ int main(void) {
         cmocka_unit_test(gdn_state_gradients_match_finite_differences),
         cmocka_unit_test(mamba2_split_sequences_match_oracle),
         cmocka_unit_test(gdn_split_sequences_match_oracle),
+        cmocka_unit_test(mamba2_aliased_state_blocks),
+        cmocka_unit_test(gdn_aliased_state_blocks),
     };
     return cmocka_run_group_tests_name("backward_state", tests, NULL, NULL);
 }
