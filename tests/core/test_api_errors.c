@@ -617,6 +617,7 @@ static void forward_workspace_errors(void **state) {
                LLA_ERR_WORKSPACE, "workspace is NULL but");
         REJECT(f, lla_forward(f->backend, &f->p, &f->x, f->o, NULL, NULL, f->ws, need - 64),
                LLA_ERR_WORKSPACE, "workspace has");
+        print_message("forward workspace of %zu bytes: NULL and short workspaces rejected\n", need);
     } else {
         print_message("scalar forward needs no workspace for this problem\n");
     }
