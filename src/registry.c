@@ -60,6 +60,16 @@ lla_status lla_backend_device_name(int index, int device, char *buf, size_t len)
     if (!buf || len == 0) return lla__set_error(LLA_ERR_ARG, "buf is NULL or empty");
     if (index < 0 || index >= BACKEND_COUNT)
         return lla__set_error(LLA_ERR_ARG, "backend index %d out of range", index);
+    {
+        char why[160];
+        int devices = 0;
+        if (backend_table[index]->probe(why, sizeof why, &devices) != LLA_OK)
+            return lla__set_error(LLA_ERR_BACKEND, "backend '%s' is not usable here: %s",
+                                  backend_table[index]->name, why);
+        if (device < 0 || device >= devices)
+            return lla__set_error(LLA_ERR_ARG, "backend '%s': device %d out of range [0, %d)",
+                                  backend_table[index]->name, device, devices);
+    }
     if (!backend_table[index]->device_name) {
         lla__snprintf(buf, len, "%s", "host CPU");
         return LLA_OK;

@@ -297,6 +297,9 @@ static void backend_selection_errors(void **state) {
     REJECT(NULL, lla_backend_device_name(0, 0, buf, 0), LLA_ERR_ARG, "buf is NULL or empty");
     REJECT(NULL, lla_backend_device_name(-1, 0, buf, sizeof buf), LLA_ERR_ARG, "out of range");
     REJECT(NULL, lla_backend_device_name(n, 0, buf, sizeof buf), LLA_ERR_ARG, "out of range");
+    REJECT(NULL, lla_backend_device_name(n - 1, 1, buf, sizeof buf), LLA_ERR_ARG,
+           "backend 'scalar': device 1 out of range [0, 1)");
+    REJECT(NULL, lla_backend_device_name(n - 1, -1, buf, sizeof buf), LLA_ERR_ARG, "device -1 out of range");
     assert_int_equal(lla_backend_device_name(n - 1, 0, buf, sizeof buf), LLA_OK);
     assert_true(strlen(buf) > 0);
 
