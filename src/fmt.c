@@ -7,7 +7,6 @@
  */
 #include "internal.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -53,11 +52,36 @@ static double exact_pow10(int k) {
     return p;
 }
 
+/* Dekker's exact product: a * b == *hi + *lo exactly (IEEE double, round to nearest, no
+ * overflow).  No libm fma, which the freestanding build must not need.  The volatile
+ * temporaries force every step to round to double, so a compiler that contracts a*b+c
+ * into an fma, or evaluates in extended precision, cannot break the identity. */
+static double split_high(double a) {
+    volatile double c = 134217729.0 * a; /* 2^27 + 1 */
+    volatile double d = c - a;
+    return c - d;
+}
+
+static void exact_product(double a, double b, double *hi, double *lo) {
+    double ah = split_high(a), bh = split_high(b);
+    double al = a - ah, bl = b - bh;
+    volatile double p = a * b, t1, t2, t3, t4;
+    t1 = ah * bh;
+    t1 = t1 - p;
+    t2 = al * bh;
+    t1 = t1 + t2;
+    t3 = ah * bl;
+    t1 = t1 + t3;
+    t4 = al * bl;
+    *hi = p;
+    *lo = t1 + t4;
+}
+
 /* v * 10^k.  When |k| <= 22 the power is exact, the result has one rounding, and *err
- * gets the sign of (exact product - result), from an exact fma residual; otherwise the
- * scaling rounds several times and *err is 0 (an unknown direction). */
+ * gets the sign of (exact product - result); otherwise the scaling rounds several times
+ * and *err is 0 (an unknown direction). */
 static double scale10(double v, int k, int *err) {
-    double p, x, r;
+    double p, x, hi, lo, r;
     *err = 0;
     if (k > 22 || k < -22) {
         while (k > 22) { v *= 1e22; k -= 22; }
@@ -66,12 +90,14 @@ static double scale10(double v, int k, int *err) {
     }
     if (k >= 0) {
         p = exact_pow10(k);
-        x = v * p;
-        r = fma(v, p, -x); /* v*p - x, exact */
+        exact_product(v, p, &hi, &lo); /* v*p = hi + lo, and hi is the rounded product */
+        x = hi;
+        r = lo;
     } else {
         p = exact_pow10(-k);
         x = v / p;
-        r = fma(-x, p, v); /* v - x*p, exact; same sign as v/p - x */
+        exact_product(x, p, &hi, &lo); /* x*p = hi + lo; v - hi is exact (Sterbenz) */
+        r = (v - hi) - lo;             /* same sign as v/p - x */
     }
     *err = r > 0 ? 1 : r < 0 ? -1 : 0;
     return x;
