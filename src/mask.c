@@ -159,10 +159,13 @@ lla_status lla_mask_apply(lla_hierarchy h, int64_t T, const double *g, const dou
         }
         /* Read x_t before writing y_t so y may be the same array as x. */
         for (d = 0; d < n; ++d) S[d] = xt[d];
-        for (d = 0; d < n; ++d) {
-            double acc = 0.0;
-            for (l = 0; l < levels; ++l) acc += lambda[t * NL + l] * S[l * n + d];
-            yt[d] = acc;
+        {
+            const double *lam = lambda + t * NL;
+            for (d = 0; d < n; ++d) yt[d] = lam[0] * S[d];
+            for (l = 1; l < levels; ++l) {
+                const double *Sl = S + l * n, w = lam[l];
+                for (d = 0; d < n; ++d) yt[d] += w * Sl[d];
+            }
         }
     }
     return LLA_OK;
