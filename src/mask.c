@@ -134,7 +134,7 @@ lla_status lla_mask_apply(lla_hierarchy h, int64_t T, const double *g, const dou
     memset(S, 0, need);
     for (t = 0; t < T; ++t) {
         const double *xt = x + t * n;
-        double *yt = y + t * n, decay;
+        double *yt = y + t * n, decay = 1.0;
         if (t > 0) {
             /* Cascade from the level sets of t-1 to those of t, top level first, so a
              * destination level has already handed its own old set on. */
@@ -155,16 +155,22 @@ lla_status lla_mask_apply(lla_hierarchy h, int64_t T, const double *g, const dou
                 for (d = 0; d < n; ++d) { to[d] += S[d]; S[d] = 0.0; }
             }
             decay = exp(g[t]);
-            for (d = n; d < levels * n; ++d) S[d] *= decay;
         }
         /* Read x_t before writing y_t so y may be the same array as x. */
         for (d = 0; d < n; ++d) S[d] = xt[d];
         {
             const double *lam = lambda + t * NL;
             for (d = 0; d < n; ++d) yt[d] = lam[0] * S[d];
-            for (l = 1; l < levels; ++l) {
-                const double *Sl = S + l * n, w = lam[l];
-                for (d = 0; d < n; ++d) yt[d] += w * Sl[d];
+            /* Levels >= 1 that hold sources at t: decay, then accumulate.  Empty levels
+             * are all zero (moved-out levels are cleared), so skipping them is exact. */
+            for (l = 1; l < levels && t > 0; ++l) {
+                double *Sl = S + l * n, w = lam[l];
+                if (lla__level_start(h, (int)l, t) >= lla__level_start(h, (int)l - 1, t))
+                    continue;
+                for (d = 0; d < n; ++d) {
+                    Sl[d] *= decay;
+                    yt[d] += w * Sl[d];
+                }
             }
         }
     }
