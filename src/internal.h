@@ -60,11 +60,9 @@ static inline size_t lla__round_up64(size_t n) { return (n + 63u) & ~(size_t)63u
 
 /* ---------------------------------------------------------------- levels */
 
-/* Number of bits needed for x (0 for 0): floor(log2 x) + 1. */
-static inline int lla__bit_length(uint64_t x) {
-#if defined(__GNUC__) || defined(__clang__)
-    return x ? 64 - __builtin_clzll(x) : 0;
-#else
+/* Number of bits needed for x (0 for 0): floor(log2 x) + 1.  The portable version is
+ * used where the compiler has no count-leading-zeros builtin (and tested everywhere). */
+static inline int lla__bit_length_portable(uint64_t x) {
     int n = 0;
     if (x >> 32) { n += 32; x >>= 32; }
     if (x >> 16) { n += 16; x >>= 16; }
@@ -73,6 +71,12 @@ static inline int lla__bit_length(uint64_t x) {
     if (x >> 2) { n += 2; x >>= 2; }
     if (x >> 1) { n += 1; x >>= 1; }
     return n + (int)x;
+}
+static inline int lla__bit_length(uint64_t x) {
+#if defined(__GNUC__) || defined(__clang__)
+    return x ? 64 - __builtin_clzll(x) : 0;
+#else
+    return lla__bit_length_portable(x);
 #endif
 }
 

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "levels_ref.h"
+#include "testutil.h"
 
 #define N_BRUTE 600
 
@@ -222,6 +223,32 @@ static void num_levels(void **state) {
     assert_int_equal(lla_num_levels_base(0, 2), 0);
 }
 
+/* Both bit_length versions against a plain loop. */
+static void bit_length(void **state) {
+    uint64_t x;
+    int i, j;
+    test_rng r = {5};
+    (void)state;
+    for (i = 0; i < 64; ++i)
+        for (j = -1; j <= 1; ++j) {
+            uint64_t v = ((uint64_t)1 << i) + (uint64_t)(int64_t)j;
+            int want = 0;
+            for (x = v; x; x >>= 1) ++want;
+            assert_int_equal(lla__bit_length(v), want);
+            assert_int_equal(lla__bit_length_portable(v), want);
+        }
+    for (i = 0; i < 100000; ++i) {
+        uint64_t v = rng_next(&r) >> (rng_next(&r) % 64);
+        int want = 0;
+        for (x = v; x; x >>= 1) ++want;
+        assert_int_equal(lla__bit_length(v), want);
+        assert_int_equal(lla__bit_length_portable(v), want);
+    }
+    assert_int_equal(lla__bit_length(0), 0);
+    assert_int_equal(lla__bit_length_portable(0), 0);
+    assert_int_equal(lla__bit_length_portable(UINT64_MAX), 64);
+}
+
 static void bad_arguments(void **state) {
     (void)state;
     assert_int_equal(lla_level(LLA_HIERARCHY_WEAK, 3, 4), -1);
@@ -253,6 +280,7 @@ int main(void) {
         cmocka_unit_test(level_start_matches_brute_force),
         cmocka_unit_test(weak_level_sizes),
         cmocka_unit_test(num_levels),
+        cmocka_unit_test(bit_length),
         cmocka_unit_test(bad_arguments),
     };
     return cmocka_run_group_tests_name("levels", tests, NULL, NULL);
