@@ -223,6 +223,24 @@ static void num_levels(void **state) {
     assert_int_equal(lla_num_levels_base(0, 2), 0);
 }
 
+/* Far positions: random pairs up to 2^62 (sources near and far from the target). */
+static void large_positions_match_recursive(void **state) {
+    int i;
+    test_rng r = {77};
+    (void)state;
+    for (i = 0; i < 200000; ++i) {
+        int64_t t = (int64_t)(rng_next(&r) >> (2 + rng_next(&r) % 60));
+        int64_t s = (i & 1) ? t - (int64_t)(rng_next(&r) % 1000) : (int64_t)(rng_next(&r) % ((uint64_t)t + 1));
+        if (s < 0) s = 0;
+        if (lla_level(LLA_HIERARCHY_WEAK, t, s) != ref_level_weak(t, s, 2) ||
+            lla_level(LLA_HIERARCHY_STRONG, t, s) != ref_level_strong(t, s) ||
+            lla_level_weak_base(t, s, 3) != ref_level_weak(t, s, 3))
+            fail_msg("(%lld, %lld): weak %lld/%lld strong %lld/%lld", (long long)t, (long long)s,
+                     (long long)lla_level(LLA_HIERARCHY_WEAK, t, s), (long long)ref_level_weak(t, s, 2),
+                     (long long)lla_level(LLA_HIERARCHY_STRONG, t, s), (long long)ref_level_strong(t, s));
+    }
+}
+
 /* Both bit_length versions against a plain loop. */
 static void bit_length(void **state) {
     uint64_t x;
@@ -280,6 +298,7 @@ int main(void) {
         cmocka_unit_test(level_start_matches_brute_force),
         cmocka_unit_test(weak_level_sizes),
         cmocka_unit_test(num_levels),
+        cmocka_unit_test(large_positions_match_recursive),
         cmocka_unit_test(bit_length),
         cmocka_unit_test(bad_arguments),
     };
