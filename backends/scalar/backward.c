@@ -416,12 +416,12 @@ static void backward_chunk(const seq_ctx *s, chunk_buf *cb, const double *E, dou
         double *w = cb->walk, *d = cb->tk, ei = exp(cb->gam[i]);
         const double *doi = cb->dout + i * V;
         for (a = 0; a < K; ++a) w[(i + 1) * K + a] = scale * cb->q[i * K + a];
-        for (j = i; j >= 0; --j) {
+        for (j = i; j >= 0 && s->gdn; --j) { /* Mamba-2: every w_j is scale q_i */
             memcpy(w + j * K, w + (j + 1) * K, (size_t)K * sizeof *w);
-            if (s->gdn) apply_r_vec(cb, K, j, w + j * K);
+            apply_r_vec(cb, K, j, w + j * K);
         }
         for (j = 0; j <= i; ++j) {
-            const double *wj = w + (j + 1) * K, *vj = cb->v + j * V;
+            const double *wj = w + (s->gdn ? j + 1 : i + 1) * K, *vj = cb->v + j * V;
             int lv = lla__level(s->hier, B + i, B + j);
             double lam = cb->lam[i * NL + lv], e = exp(cb->gam[i] - cb->gam[j]);
             double sij = dot(wj, cb->k + j * K, K), A = lam * cb->coef[j] * e * sij;
@@ -436,7 +436,7 @@ static void backward_chunk(const seq_ctx *s, chunk_buf *cb, const double *E, dou
         for (a = 0; a < K; ++a) d[a] = ei * cb->du[i * K + a];
         cb->dgam[i] += dot(cb->du + i * K, cb->u + i * K, K);
         for (j = 0; j <= i; ++j) {
-            const double *wj = w + (j + 1) * K;
+            const double *wj = w + (s->gdn ? j + 1 : i + 1) * K;
             if (s->gdn) {
                 r_grads(cb, K, j, wj, d);
                 apply_r_vec(cb, K, j, d);
