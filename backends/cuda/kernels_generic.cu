@@ -155,7 +155,8 @@ __device__ __forceinline__ seq_range sequence_of(const lla_generic_params &P, lo
 
 /* Shared memory of the sweep, in units of Acc then ints. */
 __host__ __device__ inline size_t sweep_smem_bytes(int C, int K, int VS, int NL, size_t acc) {
-    size_t n = (size_t)3 * C * K + (size_t)C * C + (size_t)C * VS + (size_t)C * NL + 3u * C;
+    size_t n = (size_t)3 * C * K + (size_t)C * C + (size_t)C * VS + (size_t)C * NL + 3u * C +
+               (size_t)K * VS;
     size_t bytes = (n * acc + 15u) & ~(size_t)15u;
     return bytes + (size_t)NL * 8 + (size_t)NL * 4 * 3 + 16;
 }
@@ -184,8 +185,9 @@ __global__ void __launch_bounds__(256) sweep_forward_kernel(const lla_generic_pa
     Acc *gc = lam + C * NL; /* [C] chunk-local cumulative log gate     */
     Acc *ga = gc + C;       /* [C] log gate                            */
     Acc *bb = ga + C;       /* [C] beta                                */
-    size_t acc_bytes = ((size_t)(3 * C * K + C * C + C * VS + C * NL + 3 * C) * sizeof(Acc) +
-                        15u) & ~(size_t)15u;
+    Acc *Rs = bb + C;       /* [K][VS] one carried slot, staged        */
+    size_t acc_bytes = ((size_t)(3 * C * K + C * C + C * VS + C * NL + 3 * C + K * VS) *
+                        sizeof(Acc) + 15u) & ~(size_t)15u;
     long long *slot_first = (long long *)(smem + acc_bytes);
     int *slot_map = (int *)(slot_first + NL);
     int *src_lo = slot_map + NL;
@@ -329,23 +331,50 @@ __global__ void __launch_bounds__(256) sweep_forward_kernel(const lla_generic_pa
         }
         __syncthreads();
 
-        /* (c) outputs */
-        for (int e = tid; e < n * vn; e += nthr) {
-            const int i = e / vn, j = e % vn;
-            const long long pt = p0 + i;
-            Acc acc = 0;
-            for (int s = 0; s <= i; ++s)
-                acc += lam[i * NL + dlevel(hier, pt, p0 + s)] * A[i * C + s] * vv[s * VS + j];
-            for (int l = 1; l < NL; ++l) {
-                long long f = slot_first[l];
-                if (f < 0) continue;
-                const Acc *col = R + (size_t)l * ls + v0 + j;
-                Acc dot = 0;
-                for (int d = 0; d < K; ++d) dot += qt[i * K + d] * col[(size_t)d * V];
-                acc += lam[i * NL + dlevel(hier, pt, f)] * dot;
+        /* (c) outputs: intra pairs, then each live slot staged through shared memory */
+        {
+            constexpr int kMaxOut = 8; /* C * VS <= 64 * 32 outputs over 256 threads */
+            Acc out[kMaxOut];
+#pragma unroll
+            for (int u = 0; u < kMaxOut; ++u) {
+                const int e = tid + u * nthr;
+                out[u] = 0;
+                if (e < n * vn) {
+                    const int i = e / vn, j = e % vn;
+                    const long long pt = p0 + i;
+                    Acc acc = 0;
+                    for (int s = 0; s <= i; ++s)
+                        acc += lam[i * NL + dlevel(hier, pt, p0 + s)] * A[i * C + s] * vv[s * VS + j];
+                    out[u] = acc;
+                }
             }
-            io<Tin>::st(P.o, sr.tb * P.o_s0 + (c0 + i) * P.o_s1 + h * P.o_s2 + (v0 + j) * P.o_s3,
-                        acc);
+            for (int l = 1; l < NL; ++l) {
+                const long long f = slot_first[l];
+                if (f < 0) continue;
+                for (int e = tid; e < K * vn; e += nthr)
+                    Rs[(e / vn) * VS + e % vn] = R[(size_t)l * ls + (size_t)(e / vn) * V + v0 + e % vn];
+                __syncthreads();
+#pragma unroll
+                for (int u = 0; u < kMaxOut; ++u) {
+                    const int e = tid + u * nthr;
+                    if (e < n * vn) {
+                        const int i = e / vn, j = e % vn;
+                        Acc dot = 0;
+                        for (int d = 0; d < K; ++d) dot += qt[i * K + d] * Rs[d * VS + j];
+                        out[u] += lam[i * NL + dlevel(hier, p0 + i, f)] * dot;
+                    }
+                }
+                __syncthreads();
+            }
+#pragma unroll
+            for (int u = 0; u < kMaxOut; ++u) {
+                const int e = tid + u * nthr;
+                if (e < n * vn) {
+                    const int i = e / vn, j = e % vn;
+                    io<Tin>::st(P.o, sr.tb * P.o_s0 + (c0 + i) * P.o_s1 + h * P.o_s2 + (v0 + j) * P.o_s3,
+                                out[u]);
+                }
+            }
         }
         __syncthreads();
         if (last && !Df) break;
@@ -379,19 +408,34 @@ __global__ void __launch_bounds__(256) sweep_forward_kernel(const lla_generic_pa
             if (tid == 0) build_ranges(slot_map, src_lo, src_hi, NL);
             __syncthreads();
             const Acc dec = gdn ? (Acc)1 : dexp(gc[n - 1]);
-            for (int e = tid; e < K * vn; e += nthr) {
-                const int d = e / vn, j = e % vn;
-                const size_t off = (size_t)d * V + v0 + j;
+            /* elements in batches so the loads of one level are in flight together */
+            constexpr int kBatch = 8;
+            for (int e0 = tid; e0 < K * vn; e0 += nthr * kBatch) {
                 for (int L = NL - 1; L >= 0; --L) {
-                    Acc acc = 0;
-                    for (int l = src_lo[L]; l <= src_hi[L]; ++l)
-                        if (slot_map[l] == L) acc += R[(size_t)l * ls + off];
-                    acc *= dec;
+                    Acc acc[kBatch];
+#pragma unroll
+                    for (int u = 0; u < kBatch; ++u) acc[u] = 0;
+                    for (int l = src_lo[L]; l <= src_hi[L]; ++l) {
+                        if (slot_map[l] != L) continue;
+#pragma unroll
+                        for (int u = 0; u < kBatch; ++u) {
+                            const int e = e0 + u * nthr;
+                            if (e < K * vn)
+                                acc[u] += R[(size_t)l * ls + (size_t)(e / vn) * V + v0 + e % vn];
+                        }
+                    }
                     long long lo = L == 0 ? X : dlevel_start(hier, L, X);
                     long long hi = L == 0 ? X + 1 : dlevel_start(hier, L - 1, X);
                     long long jlo = (lo > p0 ? lo : p0) - p0, jhi = (hi < p1 ? hi : p1) - p0;
-                    for (long long s = jlo; s < jhi; ++s) acc += kt[s * K + d] * vv[s * VS + j];
-                    dst[(size_t)L * ls + off] = acc;
+#pragma unroll
+                    for (int u = 0; u < kBatch; ++u) {
+                        const int e = e0 + u * nthr;
+                        if (e >= K * vn) continue;
+                        const int d = e / vn, j = e % vn;
+                        Acc a = acc[u] * dec;
+                        for (long long s2 = jlo; s2 < jhi; ++s2) a += kt[s2 * K + d] * vv[s2 * VS + j];
+                        dst[(size_t)L * ls + (size_t)d * V + v0 + j] = a;
+                    }
                 }
             }
         }

@@ -51,9 +51,10 @@ for s in $stages; do
     timeout 200 ncu --metrics $M --kernel-name regex:'summary|nodes|main' --launch-skip 3 \
       --launch-count 3 "$G/bin/cuda_bench" --T ${NCU_T:-8192} > "$OUT/ncu_fwd.log" 2>&1
     grep -E "kernel|gpu__time|sm__throughput|dram__|warps_active|occupancy_limit|registers" "$OUT/ncu_fwd.log" | sed 's/  */ /g' | head -40
-    timeout 200 ncu --metrics $M --kernel-name regex:'decode_kernel|positions_kernel' --launch-skip 20 \
-      --launch-count 4 "$G/bin/cuda_bench" --decode-only > "$OUT/ncu_decode.log" 2>&1
-    grep -E "kernel|gpu__time|dram__" "$OUT/ncu_decode.log" | sed 's/  */ /g' | head -20
+    timeout 200 ncu --section SpeedOfLight --section WarpStateStats --section Occupancy \
+      --kernel-name regex:'decode_kernel' --launch-skip 20 --launch-count 1 "$G/bin/cuda_bench" \
+      --decode-only > "$OUT/ncu_decode.log" 2>&1
+    grep -vE "^==PROF==|^ *$|----" "$OUT/ncu_decode.log" | sed 's/  */ /g' | grep -E "Duration|Throughput|Stall|Occupancy|Warp Cycles|Registers|Block Limit|Eligible|Active Warps" | head -30
     ;;
   ncu_main)
     step "ncu: main kernel details at T=8K"
