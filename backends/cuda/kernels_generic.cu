@@ -445,10 +445,43 @@ __global__ void __launch_bounds__(256) sweep_forward_kernel(const lla_generic_pa
 
 /* ---------------------------------------------------------------- decode step */
 
-template <typename Tin, typename Acc>
+/* VW consecutive state columns per thread, moved as one vector. */
+template <typename Acc, int VW> struct vecio {
+    static __device__ __forceinline__ void ld(const Acc *p, Acc (&x)[VW]) {
+#pragma unroll
+        for (int w = 0; w < VW; ++w) x[w] = p[w];
+    }
+    static __device__ __forceinline__ void st(Acc *p, const Acc (&x)[VW]) {
+#pragma unroll
+        for (int w = 0; w < VW; ++w) p[w] = x[w];
+    }
+};
+template <> struct vecio<float, 4> {
+    static __device__ __forceinline__ void ld(const float *p, float (&x)[4]) {
+        float4 v = *(const float4 *)p;
+        x[0] = v.x; x[1] = v.y; x[2] = v.z; x[3] = v.w;
+    }
+    static __device__ __forceinline__ void st(float *p, const float (&x)[4]) {
+        *(float4 *)p = make_float4(x[0], x[1], x[2], x[3]);
+    }
+};
+template <> struct vecio<double, 2> {
+    static __device__ __forceinline__ void ld(const double *p, double (&x)[2]) {
+        double2 v = *(const double2 *)p;
+        x[0] = v.x; x[1] = v.y;
+    }
+    static __device__ __forceinline__ void st(double *p, const double (&x)[2]) {
+        *(double2 *)p = make_double2(x[0], x[1]);
+    }
+};
+
+/* Block: one (sequence, head) and VS = CG * VW value columns; thread (row group kg,
+ * column group cg) owns rows kg, kg + KG, ... and columns cg*VW .. cg*VW + VW - 1 of every
+ * level.  Offsets inside one head's state are 32-bit (the host checks NL*K*V < 2^31). */
+template <typename Tin, typename Acc, int VW>
 __global__ void __launch_bounds__(256) decode_kernel(const lla_generic_params P) {
     extern __shared__ __align__(16) unsigned char smem[];
-    const int VS = P.vslice;
+    const int VS = P.vslice, CG = VS / VW;
     const int K = (int)P.dk, V = (int)P.dv, NL = (int)P.levels, H = (int)P.heads;
     const int hier = P.hierarchy;
     const bool gdn = P.variant == LLA_VARIANT_GDN;
@@ -468,7 +501,7 @@ __global__ void __launch_bounds__(256) decode_kernel(const lla_generic_params P)
     const int v0 = blockIdx.y * VS, vn = min(VS, V - v0);
     const int tid = threadIdx.x, nthr = blockDim.x;
     const long long p = P.positions[b];
-    const size_t ls = (size_t)K * V;
+    const unsigned ls = (unsigned)K * (unsigned)V;
     Acc *S = (Acc *)P.final_values + (size_t)bh * NL * ls;
 
     for (int d = tid; d < K; d += nthr) {
@@ -490,72 +523,101 @@ __global__ void __launch_bounds__(256) decode_kernel(const lla_generic_params P)
     __syncthreads();
     if (tid == 0) build_ranges(slot_map, src_lo, src_hi, NL);
 
-    const int KG = nthr / VS;
-    const int j = tid % VS, kg = tid / VS;
-    const bool active = kg < KG && j < vn;
-    const size_t col = (size_t)v0 + j;
-    if (gdn) { /* k^T S_l of every live level, before the update */
-        if (active)
-            for (int l = 0; l < NL; ++l) {
-                if (slot_map[l] < 0) continue;
-                Acc part = 0;
-                for (int d = kg; d < K; d += KG) part += ks[d] * S[(size_t)l * ls + d * V + col];
-                atomicAdd(&dots[l * VS + j], part);
+    const int KG = nthr / CG;
+    const int cg = tid % CG, kg = tid / CG;
+    const int jc = cg * VW; /* first column of this thread inside the slice */
+    const bool active = kg < KG && jc < vn; /* vn is a multiple of VW when VW > 1 */
+    const unsigned col = (unsigned)(v0 + jc);
+    if (gdn && active) { /* k^T S_l of every live level, before the update */
+        for (int l = 0; l < NL; ++l) {
+            if (slot_map[l] < 0) continue;
+            Acc part[VW];
+#pragma unroll
+            for (int w = 0; w < VW; ++w) part[w] = 0;
+            for (int d = kg; d < K; d += KG) {
+                Acc x[VW];
+                vecio<Acc, VW>::ld(S + l * ls + (unsigned)d * V + col, x);
+#pragma unroll
+                for (int w = 0; w < VW; ++w) part[w] += ks[d] * x[w];
             }
+#pragma unroll
+            for (int w = 0; w < VW; ++w) atomicAdd(&dots[l * VS + jc + w], part[w]);
+        }
     }
     __syncthreads();
 
     /* Rows in batches of kRows: the loads of one level for the whole batch are issued
-     * together (a store to level L may alias a later load, so batches give the memory
-     * parallelism that a per-element loop would not). */
-    constexpr int kRows = 8;
-    Acc y = 0;
+     * together (a store to level L may alias a later load). */
+    constexpr int kRows = 4;
+    Acc y[VW];
+#pragma unroll
+    for (int w = 0; w < VW; ++w) y[w] = 0;
     if (active)
         for (int d0 = kg; d0 < K; d0 += KG * kRows) {
+            Acc qd[kRows], kd[kRows];
+#pragma unroll
+            for (int i = 0; i < kRows; ++i) {
+                const int d = d0 + i * KG;
+                qd[i] = d < K ? qs[d] : (Acc)0;
+                kd[i] = d < K ? ks[d] : (Acc)0;
+            }
             for (int L = NL - 1; L >= 0; --L) {
-                Acc nv[kRows];
+                Acc nv[kRows][VW];
                 bool write = true;
                 if (L == 0) {
 #pragma unroll
-                    for (int i = 0; i < kRows; ++i) {
-                        const int d = d0 + i * KG;
-                        nv[i] = d < K ? beta * ks[d] * vs[j] : (Acc)0;
-                    }
-                } else {
-                    Acc sum[kRows];
-                    Acc dsum = 0;
+                    for (int i = 0; i < kRows; ++i)
 #pragma unroll
-                    for (int i = 0; i < kRows; ++i) sum[i] = 0;
+                        for (int w = 0; w < VW; ++w) nv[i][w] = beta * kd[i] * vs[jc + w];
+                } else {
+                    Acc dsum[VW];
+#pragma unroll
+                    for (int w = 0; w < VW; ++w) dsum[w] = 0;
+#pragma unroll
+                    for (int i = 0; i < kRows; ++i)
+#pragma unroll
+                        for (int w = 0; w < VW; ++w) nv[i][w] = 0;
                     bool any = false;
                     for (int l = src_lo[L]; l <= src_hi[L]; ++l) {
                         if (slot_map[l] != L) continue;
-                        const Acc *src = S + (size_t)l * ls + col;
+                        const Acc *src = S + l * ls + col;
 #pragma unroll
                         for (int i = 0; i < kRows; ++i) {
                             const int d = d0 + i * KG;
-                            if (d < K) sum[i] += src[(size_t)d * V];
+                            if (d < K) {
+                                Acc x[VW];
+                                vecio<Acc, VW>::ld(src + (unsigned)d * V, x);
+#pragma unroll
+                                for (int w = 0; w < VW; ++w) nv[i][w] += x[w];
+                            }
                         }
-                        dsum += dots[l * VS + j];
+#pragma unroll
+                        for (int w = 0; w < VW; ++w) dsum[w] += dots[l * VS + jc + w];
                         any = true;
                     }
                     write = any || slot_map[L] >= 0;
 #pragma unroll
-                    for (int i = 0; i < kRows; ++i) {
-                        const int d = d0 + i * KG;
-                        const Acc kd = d < K ? ks[d] : (Acc)0;
-                        nv[i] = any ? (gdn ? a * (sum[i] - beta * kd * dsum) : a * sum[i]) : (Acc)0;
-                    }
+                    for (int i = 0; i < kRows; ++i)
+#pragma unroll
+                        for (int w = 0; w < VW; ++w)
+                            nv[i][w] = !any ? (Acc)0
+                                       : gdn ? a * (nv[i][w] - beta * kd[i] * dsum[w])
+                                             : a * nv[i][w];
                 }
+                const Acc lq = lam[L];
 #pragma unroll
                 for (int i = 0; i < kRows; ++i) {
                     const int d = d0 + i * KG;
                     if (d >= K) continue;
-                    if (write) S[(size_t)L * ls + (size_t)d * V + col] = nv[i];
-                    y += lam[L] * qs[d] * nv[i];
+                    if (write) vecio<Acc, VW>::st(S + L * ls + (unsigned)d * V + col, nv[i]);
+#pragma unroll
+                    for (int w = 0; w < VW; ++w) y[w] += lq * qd[i] * nv[i][w];
                 }
             }
         }
-    if (active) atomicAdd(&yred[j], y);
+    if (active)
+#pragma unroll
+        for (int w = 0; w < VW; ++w) atomicAdd(&yred[jc + w], y[w]);
     __syncthreads();
     if (tid < vn)
         io<Tin>::st(P.o, b * P.o_s0 + h * P.o_s2 + (v0 + tid) * P.o_s3, yred[tid]);
@@ -579,15 +641,28 @@ lla_status launch_sweep(lla_cuda_impl *impl, const lla_generic_params *gp, size_
     return LLA_OK;
 }
 
-template <typename Tin, typename Acc>
-lla_status launch_decode(lla_cuda_impl *impl, const lla_generic_params *gp, size_t smem) {
+template <typename Tin, typename Acc, int VW>
+lla_status launch_decode_vw(lla_cuda_impl *impl, const lla_generic_params *gp, size_t smem) {
     dim3 grid((unsigned)(gp->batch * gp->heads), (unsigned)((gp->dv + gp->vslice - 1) / gp->vslice));
     if (smem > 48 * 1024)
-        LLA_CU(cudaFuncSetAttribute(decode_kernel<Tin, Acc>,
+        LLA_CU(cudaFuncSetAttribute(decode_kernel<Tin, Acc, VW>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    decode_kernel<Tin, Acc><<<grid, 256, smem, impl->stream>>>(*gp);
+    decode_kernel<Tin, Acc, VW><<<grid, 256, smem, impl->stream>>>(*gp);
     LLA_CU(cudaGetLastError());
     return LLA_OK;
+}
+
+/* Vector width: 16-byte state accesses when the columns and the state allow it. */
+template <typename Tin, typename Acc>
+lla_status launch_decode(lla_cuda_impl *impl, lla_generic_params *gp, size_t acc) {
+    const int vmax = 16 / (int)sizeof(Acc);
+    const int vw = gp->dv % vmax == 0 && ((uintptr_t)gp->final_values & 15u) == 0 ? vmax : 1;
+    const int cg = vw == 1 ? (gp->dv < 16 ? (int)gp->dv : 16) : 4;
+    gp->vslice = cg * vw;
+    const size_t smem = decode_smem_bytes((int)gp->dk, gp->vslice, (int)gp->levels, acc);
+    if (vw == 4) return launch_decode_vw<Tin, Acc, 4>(impl, gp, smem);
+    if (vw == 2) return launch_decode_vw<Tin, Acc, 2>(impl, gp, smem);
+    return launch_decode_vw<Tin, Acc, 1>(impl, gp, smem);
 }
 
 size_t acc_size(lla_dtype dtype) { return dtype == LLA_DTYPE_F64 ? 8 : 4; }
@@ -644,14 +719,15 @@ lla_status lla_cuda_generic_decode(lla_cuda_impl *impl, lla_dtype dtype,
     lla_generic_params gp = *gp_in;
     const size_t acc = acc_size(dtype);
     lla_status st;
-    size_t smem;
-    gp.vslice = gp.dv < 16 ? (int)gp.dv : 16;
-    smem = decode_smem_bytes((int)gp.dk, gp.vslice, (int)gp.levels, acc);
+    if ((long long)gp.levels * gp.dk * gp.dv >= (1LL << 31))
+        return lla__set_error(LLA_ERR_UNSUPPORTED,
+                              "cuda decode: levels*dk*dv = %lld does not fit 32-bit offsets",
+                              (long long)(gp.levels * gp.dk * gp.dv));
     switch (dtype) {
-    case LLA_DTYPE_F32: st = launch_decode<float, float>(impl, &gp, smem); break;
-    case LLA_DTYPE_F64: st = launch_decode<double, double>(impl, &gp, smem); break;
-    case LLA_DTYPE_BF16: st = launch_decode<__nv_bfloat16, float>(impl, &gp, smem); break;
-    case LLA_DTYPE_F16: st = launch_decode<__half, float>(impl, &gp, smem); break;
+    case LLA_DTYPE_F32: st = launch_decode<float, float>(impl, &gp, acc); break;
+    case LLA_DTYPE_F64: st = launch_decode<double, double>(impl, &gp, acc); break;
+    case LLA_DTYPE_BF16: st = launch_decode<__nv_bfloat16, float>(impl, &gp, acc); break;
+    case LLA_DTYPE_F16: st = launch_decode<__half, float>(impl, &gp, acc); break;
     default: return lla__set_error(LLA_ERR_DTYPE, "cuda: unknown dtype %d", (int)dtype);
     }
     if (st != LLA_OK) return st;

@@ -61,6 +61,16 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
+/* 16-byte asynchronous copy global -> shared; !valid writes zeros (src-size 0). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 /* Lane addresses for ldmatrix (see the PTX fragment layouts):
  *  A 16x16 from X[m][k] (k contiguous):         row m = l%8 + ((l/8)%2)*8, col k = (l/16)*8
  *  two B 16x8 from Y[n][k] (k contiguous):      row n = l%8 + (l/16)*8,    col k = ((l/8)%2)*8
@@ -114,6 +124,29 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *dst, int ds, const uint
     }
 }
 
+/* Asynchronous copy of rows [0, n) of a [ROWS][COLS] 16-bit tile (row stride s1 elements)
+ * into dst (row stride ds); rows >= n become zeros.  Each thread copies the chunks
+ * c = threadIdx.x + i * blockDim.x; convert_tile visits the same chunks. */
+template <int ROWS, int COLS>
+__device__ __forceinline__ void issue_tile(__nv_bfloat16 *dst, int ds, const uint16_t *src,
+                                           long long s1, int n) {
+    constexpr int per_row = COLS / 8;
+    for (int c = threadIdx.x; c < ROWS * per_row; c += blockDim.x) {
+        const int r = c / per_row, c8 = (c % per_row) * 8;
+        cp_async16(dst + r * ds + c8, r < n ? src + r * s1 + c8 : src, r < n);
+    }
+}
+/* fp16 storage: the thread's own chunks of a landed tile, fp16 -> bf16 in place. */
+template <bool kBf16, int ROWS, int COLS>
+__device__ __forceinline__ void convert_tile(__nv_bfloat16 *dst, int ds) {
+    if (kBf16) return;
+    constexpr int per_row = COLS / 8;
+    for (int c = threadIdx.x; c < ROWS * per_row; c += blockDim.x) {
+        uint4 *q = (uint4 *)(dst + (c / per_row) * ds + (c % per_row) * 8);
+        *q = as_bf16x8<false>(*q);
+    }
+}
+
 /* In-place inclusive scan of x[0..n) (n <= 256) with 128 threads. */
 __device__ void block_scan256(float *x, int n) {
     for (int off = 1; off < n; off <<= 1) {
@@ -141,21 +174,39 @@ __device__ void block_gates(const lla_mma_params &P, float *gl, long long b, lon
 
 /* ---------------------------------------------------------------- 1. summaries */
 
+template <int DK>
+__host__ __device__ constexpr int summary_stage_elems() {
+    return kTile * (DK + 8) + kTile * (kVT + 8); /* k tile + v tile, bf16 */
+}
+
 template <int DK, bool kBf16>
 __global__ void __launch_bounds__(kThreads) summary_kernel(const lla_mma_params P) {
     constexpr int KS = DK + 8, VS = kVT + 8; /* padded smem rows: no ldmatrix conflicts */
     constexpr int MT = DK / 64;               /* m16 tiles per warp (DK / 4 warps / 16) */
-    __shared__ __align__(16) __nv_bfloat16 ks[kTile * KS];
-    __shared__ __align__(16) __nv_bfloat16 ws[kTile * VS];
-    __shared__ float gl[kBlock];
+    constexpr int STAGE = summary_stage_elems<DK>();
+    extern __shared__ __align__(16) unsigned char smem[];
+    __nv_bfloat16 *stage = (__nv_bfloat16 *)smem; /* 2 stages: [k tile | v tile] */
+    float *gl = (float *)(stage + 2 * STAGE);
     const int j = blockIdx.x, vt = blockIdx.z;
     const long long bh = blockIdx.y, b = bh / P.heads, h = bh % P.heads;
     const long long hq = h / (P.heads / P.qk_heads);
     const long long t0 = (long long)j * kBlock;
     const int nreal = (int)min((long long)kBlock, P.seqlen - t0);
+    const int nsub = (nreal + kTile - 1) / kTile;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const uint16_t *kbase = (const uint16_t *)P.k.data + b * P.k.s0 + hq * P.k.s2;
+    const uint16_t *vbase = (const uint16_t *)P.v.data + b * P.v.s0 + h * P.v.s2 + vt * kVT;
 
-    block_gates<kBf16>(P, gl, b, h, t0, kBlock);
+    auto issue = [&](int sub) {
+        __nv_bfloat16 *st = stage + (sub & 1) * STAGE;
+        const long long ts = t0 + sub * kTile;
+        const int n = min(kTile, nreal - sub * kTile);
+        issue_tile<kTile, DK>(st, KS, kbase + ts * P.k.s1, P.k.s1, n);
+        issue_tile<kTile, kVT>(st + kTile * KS, VS, vbase + ts * P.v.s1, P.v.s1, n);
+        cp_async_commit();
+    };
+    issue(0);
+    block_gates<kBf16>(P, gl, b, h, t0, kBlock); /* overlaps the first copy */
     const float gend = gl[kBlock - 1];
     if (vt == 0) /* the main kernel reads these instead of scanning again */
         for (int i = threadIdx.x; i < kBlock; i += blockDim.x)
@@ -169,33 +220,33 @@ __global__ void __launch_bounds__(kThreads) summary_kernel(const lla_mma_params 
 #pragma unroll
             for (int x = 0; x < 4; ++x) acc[mt][nt][x] = 0.f;
 
-    for (int sub = 0; sub < kBlock / kTile; ++sub) {
-        const long long ts = t0 + sub * kTile;
-        const int n = max(0, min(kTile, nreal - sub * kTile));
-        if (n == 0) break;
-        __syncthreads();
-        load_tile<kBf16>(ks, KS, (const uint16_t *)P.k.data + b * P.k.s0 + ts * P.k.s1 + hq * P.k.s2,
-                         P.k.s1, n, kTile, DK);
-        /* w_s v_s with w_s = exp(G_end - G_s) <= 1 */
+    for (int sub = 0; sub < nsub; ++sub) {
+        if (sub + 1 < nsub) {
+            issue(sub + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __nv_bfloat16 *ks = stage + (sub & 1) * STAGE, *ws = ks + kTile * KS;
+        convert_tile<kBf16, kTile, DK>(ks, KS);
+        /* own chunks of the v tile: w_s v_s with w_s = exp(G_end - G_s) <= 1, as bf16 */
         for (int c = threadIdx.x; c < kTile * (kVT / 8); c += blockDim.x) {
-            int r = c / (kVT / 8), c8 = (c % (kVT / 8)) * 8;
-            uint32_t out[4] = {0, 0, 0, 0};
-            if (r < n) {
-                const long long base = b * P.v.s0 + (ts + r) * P.v.s1 + h * P.v.s2 + vt * kVT + c8;
-                const float w = __expf(gend - gl[sub * kTile + r]);
-                const uint4 raw = *(const uint4 *)((const uint16_t *)P.v.data + base);
-                const uint32_t in[4] = {raw.x, raw.y, raw.z, raw.w};
+            const int r = c / (kVT / 8);
+            uint4 *q = (uint4 *)(ws + r * VS + (c % (kVT / 8)) * 8);
+            const float w = __expf(gend - gl[sub * kTile + r]);
+            const uint4 raw = *q;
+            const uint32_t in[4] = {raw.x, raw.y, raw.z, raw.w};
+            uint32_t out[4];
 #pragma unroll
-                for (int x = 0; x < 4; ++x) {
-                    float2 f;
-                    if (kBf16)
-                        f = __bfloat1622float2(*(const __nv_bfloat162 *)&in[x]);
-                    else
-                        f = __half22float2(*(const __half2 *)&in[x]);
-                    out[x] = pack_bf16(w * f.x, w * f.y);
-                }
+            for (int x = 0; x < 4; ++x) {
+                float2 f;
+                if (kBf16)
+                    f = __bfloat1622float2(*(const __nv_bfloat162 *)&in[x]);
+                else
+                    f = __half22float2(*(const __half2 *)&in[x]);
+                out[x] = pack_bf16(w * f.x, w * f.y);
             }
-            *(uint4 *)(ws + r * VS + c8) = make_uint4(out[0], out[1], out[2], out[3]);
+            *q = make_uint4(out[0], out[1], out[2], out[3]);
         }
         __syncthreads();
         /* U[d][v] += sum_tok K[tok][d] W[tok][v]: A = K^T (trans from ks), B = W (trans) */
@@ -221,8 +272,9 @@ __global__ void __launch_bounds__(kThreads) summary_kernel(const lla_mma_params 
                 }
             }
         }
+        __syncthreads(); /* this stage is refilled two iterations later */
     }
-    /* U -> summ[bh][j][d][v] (bf16) */
+    /* U -> nodes[bh][j][d][v] (bf16) */
     __nv_bfloat16 *dst = (__nv_bfloat16 *)P.nodes + ((size_t)bh * P.nblk + j) * DK * P.dv + vt * kVT;
     const int g = lane / 4, tig = lane % 4;
 #pragma unroll
@@ -240,11 +292,18 @@ __global__ void __launch_bounds__(kThreads) summary_kernel(const lla_mma_params 
 
 /* ---------------------------------------------------------------- 2. nodes */
 
-template <int NLV>
+/* E consecutive elements per thread so the per-level bookkeeping is shared. */
+template <int E> struct bf16_vec;
+template <> struct bf16_vec<8> { typedef uint4 type; };
+template <> struct bf16_vec<4> { typedef uint2 type; };
+template <> struct bf16_vec<2> { typedef uint32_t type; };
+
+template <int NLV, int E>
 __global__ void __launch_bounds__(256) nodes_kernel(const lla_mma_params P, int nlevels) {
+    typedef typename bf16_vec<E>::type vec_t;
     const long long bh = blockIdx.y;
-    const long long pairs = P.dk * P.dv / 2;
-    const long long e2 = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long elems = P.dk * P.dv;
+    const long long e0 = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * E;
     if (blockIdx.x == 0 && threadIdx.x == 0) { /* inclusive prefix of block decays */
         double s = 0.0;
         for (int j = 0; j < P.nblk; ++j) {
@@ -252,56 +311,83 @@ __global__ void __launch_bounds__(256) nodes_kernel(const lla_mma_params P, int 
             P.blk_cum[bh * P.nblk + j] = s;
         }
     }
-    if (e2 >= pairs) return;
-    __nv_bfloat162 *u = (__nv_bfloat162 *)P.nodes + (size_t)bh * P.nblk * pairs + e2;
+    if (e0 >= elems) return;
+    vec_t *u = (vec_t *)((__nv_bfloat16 *)P.nodes + (size_t)bh * P.nblk * elems + e0);
+    const size_t stride = (size_t)elems / E; /* in vectors, from one block to the next */
     const float *dec = P.blk_decay + bh * P.nblk;
-    float ax[NLV], ay[NLV];
+    float acc[NLV][E];
 #pragma unroll
-    for (int l = 0; l < NLV; ++l) ax[l] = ay[l] = 0.f;
-    __nv_bfloat162 next = u[0];
+    for (int l = 0; l < NLV; ++l)
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[l][e] = 0.f;
+    vec_t next = u[0];
     for (int j = 0; j < P.nblk; ++j) {
-        const float2 x = __bfloat1622float2(next);
-        if (j + 1 < P.nblk) next = u[(size_t)(j + 1) * pairs]; /* prefetch */
+        float x[E];
+        {
+            const __nv_bfloat162 *h2 = (const __nv_bfloat162 *)&next;
+#pragma unroll
+            for (int e = 0; e < E / 2; ++e) {
+                float2 f = __bfloat1622float2(h2[e]);
+                x[2 * e] = f.x;
+                x[2 * e + 1] = f.y;
+            }
+        }
+        if (j + 1 < P.nblk) next = u[(size_t)(j + 1) * stride]; /* prefetch */
         const float a = __expf(dec[j]);
         const int tz = __ffs(j + 1) - 1; /* the node completed by block j */
-        float nx = 0.f, ny = 0.f;
+        float nd[E];
+#pragma unroll
+        for (int e = 0; e < E; ++e) nd[e] = 0.f;
 #pragma unroll
         for (int l = 0; l < NLV; ++l) {
             if (l < nlevels) {
-                ax[l] = ax[l] * a + x.x;
-                ay[l] = ay[l] * a + x.y;
-                if (l == tz) {
-                    nx = ax[l];
-                    ny = ay[l];
-                }
-                if (l <= tz) ax[l] = ay[l] = 0.f;
+#pragma unroll
+                for (int e = 0; e < E; ++e) acc[l][e] = acc[l][e] * a + x[e];
+                if (l == tz)
+#pragma unroll
+                    for (int e = 0; e < E; ++e) nd[e] = acc[l][e];
+                if (l <= tz)
+#pragma unroll
+                    for (int e = 0; e < E; ++e) acc[l][e] = 0.f;
             }
         }
-        u[(size_t)j * pairs] = __floats2bfloat162_rn(nx, ny);
+        vec_t out;
+        {
+            uint32_t *o32 = (uint32_t *)&out;
+#pragma unroll
+            for (int e = 0; e < E / 2; ++e) o32[e] = pack_bf16(nd[2 * e], nd[2 * e + 1]);
+        }
+        u[(size_t)j * stride] = out;
     }
 }
 
 /* ---------------------------------------------------------------- 3. main */
 
 template <int DK>
+__host__ __device__ constexpr int main_stage_elems() {
+    /* a k tile + a v tile, or one node [DK][kVT + 8] */
+    return kTile * (DK + 8) + kTile * (kVT + 8);
+}
+template <int DK>
 __host__ __device__ constexpr size_t main_smem_fixed() {
-    /* q tile | k tile + v tile (aliased by a node) | gates | column decays */
-    return (size_t)kTile * (DK + 8) * 2 + (size_t)kTile * (DK + 8) * 2 + (size_t)kTile * (kVT + 8) * 2 +
-           (size_t)kBlock * 4 + (size_t)kTile * 4;
+    /* q tile | 2 stages | gates | column decays of the off-diagonal key tiles */
+    return (size_t)kTile * (DK + 8) * 2 + (size_t)2 * main_stage_elems<DK>() * 2 + (size_t)kBlock * 4 +
+           (size_t)3 * kTile * 4;
 }
 
+/* Work items of one CTA, in order: key tiles 0..qt of its own block, then one Fenwick node
+ * per set bit of the block index.  Item it+1 is copied (cp.async) while item it computes. */
 template <int DK, bool kBf16>
-__global__ void __launch_bounds__(kThreads, 4) main_kernel(const lla_mma_params P) {
+__global__ void __launch_bounds__(kThreads, 3) main_kernel(const lla_mma_params P) {
     constexpr int KS = DK + 8, VS = kVT + 8, KSTEPS = DK / 16;
-    static_assert((size_t)DK * VS <= (size_t)kTile * KS + (size_t)kTile * VS, "node fits");
+    constexpr int STAGE = main_stage_elems<DK>();
+    static_assert(DK * VS <= STAGE, "node fits a stage");
     extern __shared__ __align__(16) unsigned char smem[];
     __nv_bfloat16 *qs = (__nv_bfloat16 *)smem;
-    __nv_bfloat16 *ks = qs + kTile * KS;
-    __nv_bfloat16 *vs = ks + kTile * KS;
-    __nv_bfloat16 *ns = ks; /* node [DK][VS], reuses the k and v tiles */
-    float *gl = (float *)(vs + kTile * VS);
-    float *colf = gl + kBlock;
-    float *lam = colf + kTile; /* [kTile][NL] */
+    __nv_bfloat16 *stage = qs + kTile * KS;
+    float *gl = (float *)(stage + 2 * STAGE);
+    float *colf = gl + kBlock; /* [3][kTile] */
+    uint16_t *lam = (uint16_t *)(colf + 3 * kTile); /* [kTile][NL], raw 16-bit */
     const int NL = (int)P.levels;
 
     const int j = blockIdx.x / 4, qt = blockIdx.x % 4, vt = blockIdx.z;
@@ -311,24 +397,62 @@ __global__ void __launch_bounds__(kThreads, 4) main_kernel(const lla_mma_params 
     if (tq0 >= P.seqlen) return;
     const int nq = (int)min((long long)kTile, P.seqlen - tq0);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+    const int nkey = qt + 1, nitems = nkey + __popc(j);
+    const uint16_t *kbase = (const uint16_t *)P.k.data + b * P.k.s0 + hq * P.k.s2;
+    const uint16_t *vbase = (const uint16_t *)P.v.data + b * P.v.s0 + h * P.v.s2 + vt * kVT;
+    const __nv_bfloat16 *nbase = (const __nv_bfloat16 *)P.nodes + (size_t)bh * P.nblk * DK * P.dv + vt * kVT;
 
+    /* the it-th item's node level (it >= nkey): the (it - nkey)-th set bit of j */
+    auto node_level = [&](int it) {
+        int m = it - nkey, l = 0;
+        for (;; ++l)
+            if ((j >> l) & 1) {
+                if (m == 0) break;
+                --m;
+            }
+        return l;
+    };
+    auto issue = [&](int it) {
+        __nv_bfloat16 *st = stage + (it & 1) * STAGE;
+        if (it < nkey) {
+            const long long tk0 = tb + it * kTile;
+            const int nk = (int)min((long long)kTile, P.seqlen - tk0);
+            issue_tile<kTile, DK>(st, KS, kbase + tk0 * P.k.s1, P.k.s1, nk);
+            issue_tile<kTile, kVT>(st + kTile * KS, VS, vbase + tk0 * P.v.s1, P.v.s1, nk);
+        } else {
+            const int l = node_level(it);
+            const int e = ((j >> l) << l) - 1;
+            issue_tile<DK, kVT>(st, VS, (const uint16_t *)(nbase + (size_t)e * DK * P.dv), P.dv, DK);
+        }
+        cp_async_commit();
+    };
+
+    /* q tile and the first item in flight while gates and lambda are read */
+    issue_tile<kTile, DK>(qs, KS, (const uint16_t *)P.q.data + b * P.q.s0 + tq0 * P.q.s1 + hq * P.q.s2,
+                          P.q.s1, nq);
+    issue(0);
     for (int i = threadIdx.x; i < (qt + 1) * kTile; i += blockDim.x)
         gl[i] = P.gates[((size_t)bh * P.nblk + j) * kBlock + i];
-    load_tile<kBf16>(qs, KS, (const uint16_t *)P.q.data + b * P.q.s0 + tq0 * P.q.s1 + hq * P.q.s2,
-                     P.q.s1, nq, kTile, DK);
-    for (int e = threadIdx.x; e < kTile * NL; e += blockDim.x) {
-        int r = e / NL, l = e % NL;
-        lam[e] = r < nq ? ld16<kBf16>(P.lam.data, b * P.lam.s0 + (tq0 + r) * P.lam.s1 +
-                                                     h * P.lam.s2 + l * P.lam.s3)
-                        : 0.f;
+    {
+        const uint16_t *lsrc = (const uint16_t *)P.lam.data + b * P.lam.s0 + h * P.lam.s2;
+        for (int e = threadIdx.x; e < kTile * NL; e += blockDim.x) {
+            const int r = e / NL, l = e % NL;
+            lam[e] = r < nq ? lsrc[(tq0 + r) * P.lam.s1 + l * P.lam.s3] : (uint16_t)0;
+        }
     }
     __syncthreads();
+    for (int e = threadIdx.x; e < qt * kTile; e += blockDim.x) {
+        const int kt = e / kTile;
+        colf[e] = __expf(gl[kt * kTile + kTile - 1] - gl[e]);
+    }
 
     /* this thread's two query rows (tile-local) and their block-local positions */
     const int r0 = warp * 16 + g, r1 = r0 + 8;
     const int p0 = qt * kTile + r0, p1 = qt * kTile + r1;
+    const float gl0 = gl[p0], gl1 = gl[p1];
+    auto lam_at = [&](int r, int l) { return l < NL ? ld16<kBf16>(lam, r * NL + l) : 0.f; };
     /* A fragments of this warp's 16 query rows are read from shared memory at each use
-     * (keeping them in registers costs 32 registers and half the occupancy). */
+     * (keeping them in registers costs 32 registers). */
     const __nv_bfloat16 *qa = qs + (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * KS + (lane / 16) * 8;
 
     float o[8][4];
@@ -337,19 +461,19 @@ __global__ void __launch_bounds__(kThreads, 4) main_kernel(const lla_mma_params 
 #pragma unroll
         for (int x = 0; x < 4; ++x) o[nt][x] = 0.f;
 
-    /* ---- inside the block: key tiles 0..qt */
-    for (int kt = 0; kt <= qt; ++kt) {
-        const long long tk0 = tb + kt * kTile;
-        const int nk = (int)min((long long)kTile, P.seqlen - tk0);
-        __syncthreads();
-        load_tile<kBf16>(ks, KS, (const uint16_t *)P.k.data + b * P.k.s0 + tk0 * P.k.s1 + hq * P.k.s2,
-                         P.k.s1, nk, kTile, DK);
-        load_tile<kBf16>(vs, VS,
-                         (const uint16_t *)P.v.data + b * P.v.s0 + tk0 * P.v.s1 + h * P.v.s2 + vt * kVT,
-                         P.v.s1, nk, kTile, kVT);
-        if (kt < qt)
-            for (int c = threadIdx.x; c < kTile; c += blockDim.x)
-                colf[c] = __expf(gl[kt * kTile + kTile - 1] - gl[kt * kTile + c]);
+    for (int it = 0; it < nitems; ++it) {
+        if (it + 1 < nitems) {
+            issue(it + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __nv_bfloat16 *st = stage + (it & 1) * STAGE;
+        if (it == 0) convert_tile<kBf16, kTile, DK>(qs, KS);
+        if (it < nkey) {
+            convert_tile<kBf16, kTile, DK>(st, KS);
+            convert_tile<kBf16, kTile, kVT>(st + kTile * KS, VS);
+        }
         __syncthreads();
 
         float s[8][4];
@@ -357,110 +481,99 @@ __global__ void __launch_bounds__(kThreads, 4) main_kernel(const lla_mma_params 
         for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
             for (int x = 0; x < 4; ++x) s[nt][x] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; ++kk) { /* 8 independent accumulators per step */
-            uint32_t af[4];
-            ldsm_x4(af, qa + kk * 16);
-#pragma unroll
-            for (int np = 0; np < 4; ++np) {
-                uint32_t bf[4];
-                ldsm_x4(bf, ks + (np * 16 + lane % 8 + (lane / 16) * 8) * KS + kk * 16 + ((lane / 8) % 2) * 8);
-                mma16816(s[2 * np], af, bf[0], bf[1]);
-                mma16816(s[2 * np + 1], af, bf[2], bf[3]);
-            }
-        }
 
-        /* mask: lambda[t, level(t,s)] * exp(G_t - G_s), causal */
-        if (kt == qt) {
+        if (it < nkey) {
+            /* ---- key tile kt = it of the own block */
+            const int kt = it;
+            const __nv_bfloat16 *ks = st, *vs = st + kTile * KS;
 #pragma unroll
-            for (int nt = 0; nt < 8; ++nt)
+            for (int kk = 0; kk < KSTEPS; ++kk) { /* 8 independent accumulators per step */
+                uint32_t af[4];
+                ldsm_x4(af, qa + kk * 16);
 #pragma unroll
-                for (int x = 0; x < 4; ++x) {
-                    const int r = x < 2 ? r0 : r1, pt = x < 2 ? p0 : p1;
-                    const int ps = kt * kTile + nt * 8 + 2 * tig + (x & 1);
-                    float coef = 0.f;
-                    if (ps <= pt) {
-                        int lev = ps == pt ? 0 : 32 - __clz(pt ^ ps);
-                        if (lev < NL) coef = lam[r * NL + lev] * __expf(gl[pt] - gl[ps]);
-                    }
-                    s[nt][x] *= coef;
+                for (int np = 0; np < 4; ++np) {
+                    uint32_t bf[4];
+                    ldsm_x4(bf, ks + (np * 16 + lane % 8 + (lane / 16) * 8) * KS + kk * 16 + ((lane / 8) % 2) * 8);
+                    mma16816(s[2 * np], af, bf[0], bf[1]);
+                    mma16816(s[2 * np + 1], af, bf[2], bf[3]);
                 }
+            }
+            /* mask: lambda[t, level(t,s)] * exp(G_t - G_s), causal */
+            if (kt == qt) {
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+                    for (int x = 0; x < 4; ++x) {
+                        const int r = x < 2 ? r0 : r1, pt = x < 2 ? p0 : p1;
+                        const int ps = kt * kTile + nt * 8 + 2 * tig + (x & 1);
+                        float coef = 0.f;
+                        if (ps <= pt) {
+                            const int lev = ps == pt ? 0 : 32 - __clz(pt ^ ps);
+                            coef = lam_at(r, lev) * __expf((x < 2 ? gl0 : gl1) - gl[ps]);
+                        }
+                        s[nt][x] *= coef;
+                    }
+            } else {
+                const int L = 6 + 32 - __clz(qt ^ kt);
+                const float ref = gl[kt * kTile + kTile - 1];
+                const float rs0 = lam_at(r0, L) * __expf(gl0 - ref);
+                const float rs1 = lam_at(r1, L) * __expf(gl1 - ref);
+                const float *cf = colf + kt * kTile;
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+                    const float c0 = cf[nt * 8 + 2 * tig], c1 = cf[nt * 8 + 2 * tig + 1];
+                    s[nt][0] *= rs0 * c0;
+                    s[nt][1] *= rs0 * c1;
+                    s[nt][2] *= rs1 * c0;
+                    s[nt][3] *= rs1 * c1;
+                }
+            }
+            /* o += P V */
+#pragma unroll
+            for (int kk = 0; kk < kTile / 16; ++kk) {
+                uint32_t af[4];
+                af[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+                af[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+                af[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                af[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+                for (int np = 0; np < 4; ++np) {
+                    uint32_t bf[4];
+                    ldsm_x4_t(bf, vs + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * VS + np * 16 + (lane / 16) * 8);
+                    mma16816(o[2 * np], af, bf[0], bf[1]);
+                    mma16816(o[2 * np + 1], af, bf[2], bf[3]);
+                }
+            }
         } else {
-            const int L = 6 + 32 - __clz(qt ^ kt);
-            const float ref = gl[kt * kTile + kTile - 1];
-            const float rs0 = L < NL ? lam[r0 * NL + L] * __expf(gl[p0] - ref) : 0.f;
-            const float rs1 = L < NL ? lam[r1 * NL + L] * __expf(gl[p1] - ref) : 0.f;
+            /* ---- Fenwick node of level l: blocks [e + 1 - 2^l, e], e = ((j >> l) << l) - 1 */
+            const int l = node_level(it);
+            const int e = ((j >> l) << l) - 1;
+            const float dec = (float)exp(P.blk_cum[bh * P.nblk + j - 1] - P.blk_cum[bh * P.nblk + e]);
+            const __nv_bfloat16 *ns = st;
+#pragma unroll
+            for (int kk = 0; kk < KSTEPS; ++kk) {
+                uint32_t af[4];
+                ldsm_x4(af, qa + kk * 16);
+#pragma unroll
+                for (int np = 0; np < 4; ++np) {
+                    uint32_t bf[4];
+                    ldsm_x4_t(bf, ns + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * VS + np * 16 + (lane / 16) * 8);
+                    mma16816(s[2 * np], af, bf[0], bf[1]);
+                    mma16816(s[2 * np + 1], af, bf[2], bf[3]);
+                }
+            }
+            const int L = 9 + l;
+            const float f0 = lam_at(r0, L) * __expf(gl0) * dec;
+            const float f1 = lam_at(r1, L) * __expf(gl1) * dec;
 #pragma unroll
             for (int nt = 0; nt < 8; ++nt) {
-                const float c0 = colf[nt * 8 + 2 * tig], c1 = colf[nt * 8 + 2 * tig + 1];
-                s[nt][0] *= rs0 * c0;
-                s[nt][1] *= rs0 * c1;
-                s[nt][2] *= rs1 * c0;
-                s[nt][3] *= rs1 * c1;
+                o[nt][0] += f0 * s[nt][0];
+                o[nt][1] += f0 * s[nt][1];
+                o[nt][2] += f1 * s[nt][2];
+                o[nt][3] += f1 * s[nt][3];
             }
         }
-
-        /* o += P V */
-#pragma unroll
-        for (int kk = 0; kk < kTile / 16; ++kk) {
-            uint32_t af[4];
-            af[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            af[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            af[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            af[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-            for (int np = 0; np < 4; ++np) {
-                uint32_t bf[4];
-                ldsm_x4_t(bf, vs + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * VS + np * 16 + (lane / 16) * 8);
-                mma16816(o[2 * np], af, bf[0], bf[1]);
-                mma16816(o[2 * np + 1], af, bf[2], bf[3]);
-            }
-        }
-    }
-
-    /* ---- earlier blocks: one Fenwick node per set bit of j */
-    const float eg0 = __expf(gl[p0]), eg1 = __expf(gl[p1]);
-    for (int l = 0; l < 31; ++l) {
-        if (!((j >> l) & 1)) continue;
-        const int e = ((j >> l) << l) - 1;
-        const float dec = (float)exp(P.blk_cum[bh * P.nblk + j - 1] - P.blk_cum[bh * P.nblk + e]);
-        const int L = 9 + l;
-        __syncthreads();
-        {
-            const __nv_bfloat16 *src =
-                (const __nv_bfloat16 *)P.nodes + ((size_t)bh * P.nblk + e) * DK * P.dv + vt * kVT;
-            for (int c = threadIdx.x; c < DK * (kVT / 8); c += blockDim.x) {
-                int r = c / (kVT / 8), c8 = (c % (kVT / 8)) * 8;
-                *(uint4 *)(ns + r * VS + c8) = *(const uint4 *)(src + (size_t)r * P.dv + c8);
-            }
-        }
-        __syncthreads();
-        float x[8][4];
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-            for (int y = 0; y < 4; ++y) x[nt][y] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < KSTEPS; ++kk) {
-            uint32_t af[4];
-            ldsm_x4(af, qa + kk * 16);
-#pragma unroll
-            for (int np = 0; np < 4; ++np) {
-                uint32_t bf[4];
-                ldsm_x4_t(bf, ns + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * VS + np * 16 + (lane / 16) * 8);
-                mma16816(x[2 * np], af, bf[0], bf[1]);
-                mma16816(x[2 * np + 1], af, bf[2], bf[3]);
-            }
-        }
-        const float f0 = (L < NL ? lam[r0 * NL + L] : 0.f) * eg0 * dec;
-        const float f1 = (L < NL ? lam[r1 * NL + L] : 0.f) * eg1 * dec;
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-            o[nt][0] += f0 * x[nt][0];
-            o[nt][1] += f0 * x[nt][1];
-            o[nt][2] += f1 * x[nt][2];
-            o[nt][3] += f1 * x[nt][3];
-        }
+        __syncthreads(); /* this stage is refilled by the item after next */
     }
 
     /* ---- store scale * o */
@@ -513,25 +626,35 @@ lla_status launch_all(lla_cuda_impl *impl, const lla_mma_params &P) {
     const unsigned bh = (unsigned)(P.batch * P.heads), vts = (unsigned)(P.dv / kVT);
     int nlevels = 1;
     while ((1LL << nlevels) <= P.nblk) ++nlevels;
-    summary_kernel<DK, kBf16><<<dim3((unsigned)P.nblk, bh, vts), kThreads, 0, impl->stream>>>(P);
-    LLA_CU(cudaGetLastError());
     {
-        long long pairs = P.dk * P.dv / 2;
-        dim3 grid((unsigned)((pairs + 255) / 256), bh);
-        if (nlevels <= 4)
-            nodes_kernel<4><<<grid, 256, 0, impl->stream>>>(P, nlevels);
-        else if (nlevels <= 8)
-            nodes_kernel<8><<<grid, 256, 0, impl->stream>>>(P, nlevels);
-        else if (nlevels <= 12)
-            nodes_kernel<12><<<grid, 256, 0, impl->stream>>>(P, nlevels);
-        else if (nlevels <= 16)
-            nodes_kernel<16><<<grid, 256, 0, impl->stream>>>(P, nlevels);
-        else
-            nodes_kernel<32><<<grid, 256, 0, impl->stream>>>(P, nlevels);
+        const size_t smem = (size_t)2 * summary_stage_elems<DK>() * 2 + kBlock * 4;
+        LLA_CU(cudaFuncSetAttribute(summary_kernel<DK, kBf16>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        summary_kernel<DK, kBf16><<<dim3((unsigned)P.nblk, bh, vts), kThreads, smem,
+                                    impl->stream>>>(P);
         LLA_CU(cudaGetLastError());
     }
     {
-        size_t smem = main_smem_fixed<DK>() + (size_t)kTile * P.levels * 4;
+        long long pairs = P.dk * P.dv / 2;
+        const long long elems = 2 * pairs;
+#define LLA_NODES(NLV, E)                                                                 \
+    nodes_kernel<NLV, E><<<dim3((unsigned)((elems / E + 255) / 256), bh), 256, 0, impl->stream>>>( \
+        P, nlevels)
+        if (nlevels <= 4)
+            LLA_NODES(4, 8);
+        else if (nlevels <= 8)
+            LLA_NODES(8, 8);
+        else if (nlevels <= 12)
+            LLA_NODES(12, 4);
+        else if (nlevels <= 16)
+            LLA_NODES(16, 4);
+        else
+            LLA_NODES(32, 2);
+#undef LLA_NODES
+        LLA_CU(cudaGetLastError());
+    }
+    {
+        size_t smem = main_smem_fixed<DK>() + (size_t)kTile * P.levels * 2;
         LLA_CU(cudaFuncSetAttribute(main_kernel<DK, kBf16>,
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         /* four CTAs per SM need most of the unified L1/shared memory as shared */
@@ -562,7 +685,7 @@ int lla_cuda_mma_eligible(const lla_cuda_impl *impl, const lla_problem *p, lla_d
         no = "q/k/v/o rows are not contiguous and 16-byte aligned";
     else if (p->seqlen / kBlock > (1LL << 28) || p->batch * p->heads > 65535 || p->dv / kVT > 65535)
         no = "grid too large";
-    else if (main_smem_fixed<128>() + (size_t)kTile * p->levels * 4 > impl->smem_optin)
+    else if (main_smem_fixed<128>() + (size_t)kTile * p->levels * 2 > impl->smem_optin)
         no = "shared memory";
     else if (!mma_layout_of(p, &m))
         no = "workspace size overflows";
