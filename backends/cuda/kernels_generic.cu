@@ -162,7 +162,7 @@ __host__ __device__ inline size_t sweep_smem_bytes(int C, int K, int VS, int NL,
 }
 
 __host__ __device__ inline size_t decode_smem_bytes(int K, int VS, int NL, size_t acc) {
-    size_t n = (size_t)2 * K + VS + NL + (size_t)NL * VS + VS;
+    size_t n = (size_t)2 * K + VS + NL + (size_t)NL * VS + (size_t)8 * VS;
     size_t bytes = (n * acc + 15u) & ~(size_t)15u;
     return bytes + (size_t)NL * 4 * 3 + 16;
 }
@@ -490,8 +490,8 @@ __global__ void __launch_bounds__(256) decode_kernel(const lla_generic_params P)
     Acc *vs = ks + K;
     Acc *lam = vs + VS;
     Acc *dots = lam + NL; /* [NL][VS] k^T S_l for GDN */
-    Acc *yred = dots + NL * VS;
-    size_t acc_bytes = ((size_t)(2 * K + VS + NL + NL * VS + VS) * sizeof(Acc) + 15u) & ~(size_t)15u;
+    Acc *yred = dots + NL * VS; /* [8 warps][VS] partial outputs */
+    size_t acc_bytes = ((size_t)(2 * K + VS + NL + NL * VS + 8 * VS) * sizeof(Acc) + 15u) & ~(size_t)15u;
     int *slot_map = (int *)(smem + acc_bytes);
     int *src_lo = slot_map + NL;
     int *src_hi = src_lo + NL;
@@ -508,10 +508,9 @@ __global__ void __launch_bounds__(256) decode_kernel(const lla_generic_params P)
         qs[d] = (Acc)io<Tin>::ld(P.q.data, at(P.q, b, 0, hq, d)) * (Acc)P.scale;
         ks[d] = (Acc)io<Tin>::ld(P.k.data, at(P.k, b, 0, hq, d));
     }
-    for (int j = tid; j < VS; j += nthr) {
+    for (int j = tid; j < VS; j += nthr)
         vs[j] = j < vn ? (Acc)io<Tin>::ld(P.v.data, at(P.v, b, 0, h, v0 + j)) : (Acc)0;
-        yred[j] = 0;
-    }
+    for (int e = tid; e < 8 * VS; e += nthr) yred[e] = 0;
     for (int l = tid; l < NL; l += nthr) {
         lam[l] = (Acc)io<Tin>::ld(P.lam.data, at(P.lam, b, 0, h, l));
         long long f = first_of_decoder(hier, l, p - 1);
@@ -615,12 +614,26 @@ __global__ void __launch_bounds__(256) decode_kernel(const lla_generic_params P)
                 }
             }
         }
-    if (active)
+    /* y over the row groups: lanes tid % CG == cg of a warp share columns; a shuffle tree
+     * when CG is a power of two (fixed order, no atomics), else shared atomics. */
+    const int warp = tid / 32, lane = tid % 32;
+    if ((CG & (CG - 1)) == 0 && CG <= 32) {
+        for (int o = CG; o < 32; o *= 2)
+#pragma unroll
+            for (int w = 0; w < VW; ++w) y[w] += __shfl_xor_sync(0xffffffffu, y[w], o);
+        if (lane < CG && jc < vn)
+#pragma unroll
+            for (int w = 0; w < VW; ++w) yred[warp * VS + jc + w] = y[w];
+    } else if (active) {
 #pragma unroll
         for (int w = 0; w < VW; ++w) atomicAdd(&yred[jc + w], y[w]);
+    }
     __syncthreads();
-    if (tid < vn)
-        io<Tin>::st(P.o, b * P.o_s0 + h * P.o_s2 + (v0 + tid) * P.o_s3, yred[tid]);
+    if (tid < vn) {
+        Acc sum = 0;
+        for (int wp = 0; wp < 8; ++wp) sum += yred[wp * VS + tid];
+        io<Tin>::st(P.o, b * P.o_s0 + h * P.o_s2 + (v0 + tid) * P.o_s3, sum);
+    }
 }
 
 __global__ void positions_kernel(const long long *init, const long long *offsets, long long seqlen,

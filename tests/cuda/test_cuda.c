@@ -601,6 +601,37 @@ static void mma_path(void **state) {
         }
 }
 
+/* Other shapes the tensor-core path takes: dk = 64, dv = 128 (two value tiles), groups. */
+static void mma_path_shapes(void **state) {
+    static const shape shp[] = {
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 2, 700, 4, 2, 64, 128, 0, 0},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 1, 1300, 2, 1, 128, 128, 0, 0},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 3, 257, 6, 3, 64, 64, 0, 0},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof shp / sizeof shp[0]; ++i) {
+        lla_dtype dt = i == 1 ? LLA_DTYPE_F16 : LLA_DTYPE_BF16;
+        test_data *td = make_data(&shp[i], LLA_DTYPE_F64, 900 + i);
+        dev_list L;
+        dev_problem dp;
+        lla_tensor ref;
+        char what[160];
+        memset(&L, 0, sizeof L);
+        td->p.scale = 0.125;
+        upload_problem(&L, td, dt, &dp);
+        ref = td_oracle(td);
+        run_forward(&L, &td->p, &dp, dt, NULL, NULL);
+        snprintf(what, sizeof what, "tensor-core path B%lld T%lld H%lld G%lld K%lld V%lld scale 1/8 %s",
+                 (long long)td->p.batch, (long long)td->p.seqlen, (long long)td->p.heads,
+                 (long long)td->p.qk_heads, (long long)td->p.dk, (long long)td->p.dv,
+                 lla_dtype_name(dt));
+        check_err(what, rel_err(&td->p, &dp.oh, &ref, td->p.heads, td->p.dv), 1e-2);
+        dfree_all(&L);
+        td_free(td);
+    }
+}
+
 /* Long sequences: the tensor-core path against the generic path on the same inputs. */
 static void mma_vs_generic_long(void **state) {
     static const int64_t Ts[] = {8192, 20000};
@@ -704,6 +735,7 @@ int main(void) {
         cmocka_unit_test(prefill_then_continue),
         cmocka_unit_test(varlen_from_states),
         cmocka_unit_test(mma_path),
+        cmocka_unit_test(mma_path_shapes),
         cmocka_unit_test(mma_vs_generic_long),
         cmocka_unit_test(errors_change_nothing),
     };

@@ -31,7 +31,7 @@ for s in $stages; do
   sanitize)
     for tool in memcheck racecheck; do
       step "compute-sanitizer $tool (LLA_TEST_QUICK=1)"
-      LLA_TEST_QUICK=1 timeout 400 compute-sanitizer --tool $tool --error-exitcode 3 \
+      LLA_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-240} compute-sanitizer --tool $tool --error-exitcode 3 \
         "$G/bin/test_cuda" > "$OUT/sanitize_$tool.log" 2>&1
       echo "exit $?"
       grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$OUT/sanitize_$tool.log" | tail -4
