@@ -242,12 +242,26 @@ static lla_status cuda_forward_workspace(lla_backend *self, const lla_problem *p
     return LLA_OK;
 }
 
+/* Backward workspace: [offsets][G][dG rows][dG columns], float64 per token and head. */
+static int backward_scratch(const lla_problem *p, size_t *each) {
+    int64_t n;
+    size_t bytes;
+    if (!lla__mul_ok(p->seq_offsets ? 1 : p->batch, p->seqlen, &n) ||
+        !lla__mul_ok(n, p->heads, &n) || !lla__size_mul_ok((size_t)n, 8, &bytes))
+        return 0;
+    *each = lla__round_up64(bytes);
+    return 1;
+}
+
 static lla_status cuda_backward_workspace(lla_backend *self, const lla_problem *p,
                                           lla_dtype dtype, size_t *bytes) {
+    size_t off, each, total;
     (void)self;
-    (void)p;
     (void)dtype;
-    *bytes = 0;
+    if (!offsets_bytes(p, &off) || !backward_scratch(p, &each) ||
+        !lla__size_mul_ok(each, 3, &total) || !lla__size_add_ok(total, off, &total))
+        return lla__set_error(LLA_ERR_SHAPE, "cuda: backward workspace size overflows");
+    *bytes = total;
     return LLA_OK;
 }
 
@@ -259,10 +273,18 @@ static lla_status cuda_supports(lla_backend *self, const lla_problem *p, lla_dty
         dtype != LLA_DTYPE_F16)
         return lla__set_error(LLA_ERR_DTYPE, "cuda: dtype %s is not supported",
                               lla_dtype_name(dtype));
-    if (op == LLA_OP_BACKWARD)
-        return lla__set_error(LLA_ERR_UNSUPPORTED,
-                              "cuda: backward is not implemented yet on the CUDA backend "
-                              "(forward and decode are)");
+    if (op == LLA_OP_BACKWARD) {
+        if (p->variant != LLA_VARIANT_MAMBA2)
+            return lla__set_error(LLA_ERR_UNSUPPORTED,
+                                  "cuda: backward is implemented for mamba2 only (gdn: use the "
+                                  "scalar backend on host memory)");
+        if (lla_cuda_backward_smem(p, dtype) > lla_cuda_of(self)->smem_optin)
+            return lla__set_error(LLA_ERR_UNSUPPORTED,
+                                  "cuda: backward needs %zu bytes of shared memory per block, the "
+                                  "device has %zu", lla_cuda_backward_smem(p, dtype),
+                                  lla_cuda_of(self)->smem_optin);
+        return LLA_OK;
+    }
     return lla_cuda_generic_plan(lla_cuda_of(self), p, dtype, &chunk, &vslice, &smem);
 }
 
@@ -419,10 +441,58 @@ static lla_status cuda_backward(lla_backend *self, const lla_problem *p, const l
                                 lla_tensor d_o, const lla_state *initial,
                                 const lla_state *d_final, const lla_grads *grads,
                                 lla_state *d_initial, void *workspace, size_t workspace_bytes) {
-    (void)self; (void)p; (void)x; (void)d_o; (void)initial; (void)d_final; (void)grads;
-    (void)d_initial; (void)workspace; (void)workspace_bytes;
-    return lla__set_error(LLA_ERR_UNSUPPORTED,
-                          "cuda: backward is not implemented yet on the CUDA backend");
+    lla_cuda_impl *impl = lla_cuda_of(self);
+    lla_bwd_params bp;
+    size_t off = 0, each = 0;
+    long long longest = p->seqlen;
+    lla_status st;
+    (void)workspace_bytes;
+    if (p->variant != LLA_VARIANT_MAMBA2)
+        return lla__set_error(LLA_ERR_UNSUPPORTED, "cuda: backward is implemented for mamba2 only");
+    if (initial || d_final || d_initial)
+        return lla__set_error(LLA_ERR_UNSUPPORTED,
+                              "cuda: backward with initial / d_final / d_initial states is not "
+                              "implemented yet on the CUDA backend");
+    if ((st = use_device(self)) != LLA_OK) return st;
+    offsets_bytes(p, &off);
+    backward_scratch(p, &each);
+    memset(&bp, 0, sizeof bp);
+    bp.q = view_of(&x->q);
+    bp.k = view_of(&x->k);
+    bp.v = view_of(&x->v);
+    bp.g = view_of(&x->g);
+    bp.lam = view_of(&x->lambda);
+    bp.dout = view_of(&d_o);
+    bp.gq = view_of(&grads->dq);
+    bp.gk = view_of(&grads->dk);
+    bp.gv = view_of(&grads->dv);
+    bp.gg = view_of(&grads->dg);
+    bp.glam = view_of(&grads->dlambda);
+    bp.g_f32 = x->g.dtype == LLA_DTYPE_F32 && lla_dtype_size(d_o.dtype) == 2;
+    bp.dg_f32 = grads->dg.dtype == LLA_DTYPE_F32 && lla_dtype_size(d_o.dtype) == 2;
+    bp.hierarchy = (int)p->hierarchy;
+    bp.batch = p->batch;
+    bp.heads = p->heads;
+    bp.qk_heads = p->qk_heads;
+    bp.dk = p->dk;
+    bp.dv = p->dv;
+    bp.levels = p->levels;
+    bp.seqlen = p->seqlen;
+    bp.scale = p->scale;
+    bp.G = (double *)((char *)workspace + off);
+    bp.dGrow = (double *)((char *)workspace + off + each);
+    bp.dGcol = (double *)((char *)workspace + off + 2 * each);
+    if (p->seq_offsets) {
+        int64_t b;
+        LLA_CU(cudaMemcpyAsync(workspace, p->seq_offsets, (size_t)(p->batch + 1) * 8,
+                               cudaMemcpyHostToDevice, impl->stream));
+        bp.offsets = (const long long *)workspace;
+        longest = 0;
+        for (b = 0; b < p->batch; ++b)
+            if (p->seq_offsets[b + 1] - p->seq_offsets[b] > longest)
+                longest = p->seq_offsets[b + 1] - p->seq_offsets[b];
+    }
+    return lla_cuda_backward_run(impl, d_o.dtype, &bp, longest);
 }
 
 extern "C" const lla_backend_ops lla_cuda_ops = {

@@ -78,6 +78,23 @@ lla_status lla_cuda_generic_decode(lla_cuda_impl *impl, lla_dtype dtype,
 lla_status lla_cuda_write_positions(lla_cuda_impl *impl, const lla_generic_params *gp,
                                     long long *final_positions);
 
+/* ---------------------------------------------------------------- backward (Mamba-2) */
+
+struct lla_bwd_params {
+    lla_dview q, k, v, g, lam, dout;  /* inputs and d_o                         */
+    lla_dview gq, gk, gv, gg, glam;   /* outputs dq dk dv dg dlambda (written through a cast) */
+    int g_f32, dg_f32;
+    int hierarchy;
+    long long batch, heads, qk_heads, dk, dv, levels, seqlen;
+    double scale;
+    const long long *offsets; /* device [batch+1] or NULL                        */
+    double *G, *dGrow, *dGcol; /* workspace, [Bt*T][H] each                    */
+};
+/* Dynamic shared memory of the pair kernels. */
+size_t lla_cuda_backward_smem(const lla_problem *p, lla_dtype dtype);
+lla_status lla_cuda_backward_run(lla_cuda_impl *impl, lla_dtype dtype, const lla_bwd_params *P,
+                                 long long longest);
+
 /* ---------------------------------------------------------------- tensor-core path */
 
 /* Mamba-2, weak, bf16/fp16 q/k/v/lambda/o, f32 or 16-bit g, dense batch, no states. */

@@ -669,6 +669,115 @@ static void mma_vs_generic_long(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- backward */
+
+/* Mamba-2 gradients on the device against lla_oracle_backward (float64) on the same
+ * inputs: f32 1e-4, f64 1e-9, bf16/fp16 storage 1e-2. */
+static void backward_vs_oracle(void **state) {
+    static const shape shp[] = {
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 1, 1, 1, 1, 4, 3, 0, 0},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 2, 70, 4, 2, 8, 5, 1, 0},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_STRONG, 2, 100, 2, 1, 16, 8, 1, 0},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 3, 0, 2, 1, 12, 40, 0, 1},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_STRONG, 3, 0, 2, 2, 8, 4, 1, 1},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 1, 300, 3, 1, 128, 64, 0, 0},
+    };
+    static const lla_dtype dts[] = {LLA_DTYPE_F32, LLA_DTYPE_F64, LLA_DTYPE_BF16};
+    size_t i, d;
+    (void)state;
+    for (i = 0; i < sizeof shp / sizeof shp[0]; ++i)
+        for (d = 0; d < 3; ++d) {
+            const lla_dtype dt = dts[d];
+            const lla_dtype host_dt = lla_dtype_size(dt) == 2 ? LLA_DTYPE_F64 : dt;
+            const lla_dtype gdt = lla_dtype_size(dt) == 2 ? LLA_DTYPE_F32 : dt;
+            const double tol = dt == LLA_DTYPE_F64 ? 1e-9 : dt == LLA_DTYPE_F32 ? 1e-4 : 1e-2;
+            test_data *td = make_data(&shp[i], host_dt, 3000 + i * 5 + d);
+            const lla_problem *p = &td->p;
+            const int64_t bt = td_tensor_batch(p), T = p->seqlen;
+            dev_list L;
+            dev_problem dp;
+            lla_tensor do_h, do_d, ref[5], got[5];
+            lla_grads gd, gr;
+            const int64_t heads[5] = {p->qk_heads, p->qk_heads, p->heads, p->heads, p->heads};
+            const int64_t dims[5] = {p->dk, p->dk, p->dv, 1, p->levels};
+            const char *names[5] = {"dq", "dk", "dv", "dg", "dlambda"};
+            size_t ws_bytes, ows;
+            void *ws, *oracle_ws;
+            lla_status rc;
+            int k;
+            test_rng r;
+            memset(&L, 0, sizeof L);
+            r.s = 77 + i;
+            upload_problem(&L, td, dt, &dp);
+            do_h = td_tensor(td, p->heads, p->dv, host_dt);
+            {
+                int64_t b, t, h, x;
+                for (b = 0; b < bt; ++b)
+                    for (t = 0; t < T; ++t)
+                        for (h = 0; h < p->heads; ++h)
+                            for (x = 0; x < p->dv; ++x) lla__store(&do_h, b, t, h, x, rng_uniform(&r, -1, 1));
+            }
+            if (lla_dtype_size(dt) == 2) round_to(&do_h, bt, T, p->heads, p->dv, dt);
+            do_d = to_device(&L, &do_h, bt, T, p->heads, p->dv, dt);
+            /* reference gradients: float64 oracle on the host */
+            for (k = 0; k < 5; ++k) {
+                ref[k] = lla_tensor_contiguous(
+                    td_alloc(td, (size_t)(bt * T * heads[k] * dims[k]) * 8 + 8, 0xff),
+                    LLA_DTYPE_F64, T, heads[k], dims[k]);
+            }
+            gr.dq = ref[0]; gr.dk = ref[1]; gr.dv = ref[2]; gr.dg = ref[3]; gr.dlambda = ref[4];
+            gr.dbeta = ref[3];
+            assert_int_equal(lla_oracle_backward_workspace(p, &ows), LLA_OK);
+            oracle_ws = td_alloc(td, ows, 0);
+            {   /* the oracle takes d_o in the gradients' dtype (F64): same values */
+                lla_tensor do64 = lla_tensor_contiguous(
+                    td_alloc(td, (size_t)(bt * T * p->heads * p->dv) * 8 + 8, 0xff), LLA_DTYPE_F64,
+                    T, p->heads, p->dv);
+                int64_t b, t, h, x;
+                for (b = 0; b < bt; ++b)
+                    for (t = 0; t < T; ++t)
+                        for (h = 0; h < p->heads; ++h)
+                            for (x = 0; x < p->dv; ++x)
+                                lla__store(&do64, b, t, h, x, lla__load(&do_h, b, t, h, x));
+                rc = lla_oracle_backward(p, &td->x, do64, &gr, oracle_ws, ows);
+            }
+            if (rc != LLA_OK) fail_msg("oracle backward: %s", lla_last_error());
+            /* device gradients, poisoned */
+            for (k = 0; k < 5; ++k) {
+                const lla_dtype kdt = k == 3 ? gdt : dt;
+                const size_t bytes = (size_t)(bt * T * heads[k] * dims[k]) * lla_dtype_size(kdt);
+                void *poison = malloc(bytes + 1);
+                memset(poison, 0xff, bytes);
+                got[k] = lla_tensor_contiguous(dmalloc(&L, bytes), kdt, T, heads[k], dims[k]);
+                assert_int_equal(lla_upload(be, got[k].data, poison, bytes), LLA_OK);
+                free(poison);
+            }
+            gd.dq = got[0]; gd.dk = got[1]; gd.dv = got[2]; gd.dg = got[3]; gd.dlambda = got[4];
+            gd.dbeta = got[3];
+            assert_int_equal(lla_backward_workspace(be, p, dt, &ws_bytes), LLA_OK);
+            ws = dmalloc(&L, ws_bytes);
+            rc = lla_backward(be, p, &dp.x, do_d, NULL, NULL, &gd, NULL, ws, ws_bytes);
+            if (rc != LLA_OK) fail_msg("lla_backward: %s: %s", lla_status_str(rc), lla_last_error());
+            assert_int_equal(lla_synchronize(be), LLA_OK);
+            for (k = 0; k < 5; ++k) {
+                const lla_dtype kdt = k == 3 ? gdt : dt;
+                const size_t bytes = (size_t)(bt * T * heads[k] * dims[k]) * lla_dtype_size(kdt);
+                lla_tensor host = got[k];
+                char what[200];
+                host.data = td_alloc(td, bytes + 8, 0);
+                assert_int_equal(lla_download(be, host.data, got[k].data, bytes), LLA_OK);
+                snprintf(what, sizeof what, "backward %s %s B%lld T%lld H%lld G%lld K%lld V%lld%s%s %s %s",
+                         shp[i].hier ? "strong" : "weak", "mamba2", (long long)p->batch,
+                         (long long)T, (long long)p->heads, (long long)p->qk_heads,
+                         (long long)p->dk, (long long)p->dv, shp[i].strided ? " strided" : "",
+                         shp[i].varlen ? " varlen" : "", lla_dtype_name(dt), names[k]);
+                check_err(what, rel_err(p, &host, &ref[k], heads[k], dims[k]), tol);
+            }
+            dfree_all(&L);
+            td_free(td);
+        }
+}
+
 /* ---------------------------------------------------------------- errors */
 
 static void errors_change_nothing(void **state) {
@@ -718,10 +827,13 @@ static void errors_change_nothing(void **state) {
     assert_int_equal(rc, LLA_ERR_STATE);
     assert_int_equal(lla_download(be, after, smem, sbytes), LLA_OK);
     assert_memory_equal(before, after, sbytes);
-    /* backward is not implemented on this backend: a clear UNSUPPORTED */
+    /* GDN backward is not implemented on this backend: a clear UNSUPPORTED */
+    p.variant = LLA_VARIANT_GDN;
     assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_BACKWARD),
                      LLA_ERR_UNSUPPORTED);
-    print_message("  backward: %s\n", lla_last_error());
+    print_message("  gdn backward: %s\n", lla_last_error());
+    p.variant = LLA_VARIANT_MAMBA2;
+    assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_BACKWARD), LLA_OK);
     free(before);
     free(after);
     dfree_all(&L);
@@ -737,6 +849,7 @@ int main(void) {
         cmocka_unit_test(mma_path),
         cmocka_unit_test(mma_path_shapes),
         cmocka_unit_test(mma_vs_generic_long),
+        cmocka_unit_test(backward_vs_oracle),
         cmocka_unit_test(errors_change_nothing),
     };
     int i, rc;

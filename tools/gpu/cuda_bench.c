@@ -228,6 +228,67 @@ static void bench_forward(int quick, int64_t only_T) {
     }
 }
 
+/* forward + backward (the backward is the quadratic Mamba-2 kernel set) */
+static void bench_fwd_bwd(void) {
+    static const int64_t Ts[] = {2048, 8192};
+    int i;
+    printf("\n== forward + backward, same shape, bf16 (median ms per call)\n");
+    for (i = 0; i < 2; ++i) {
+        fwd_case c = make_case(Ts[i], LLA_DTYPE_BF16);
+        lla_grads gr;
+        lla_tensor d_o;
+        size_t bws;
+        void *bw;
+        cudaEvent_t a, b;
+        double ms[5];
+        int r;
+        const int64_t B = c.p.batch, T = Ts[i], H = c.p.heads, K = c.p.dk, V = c.p.dv;
+        d_o = lla_tensor_contiguous(random_device((size_t)(B * T * H * V), LLA_DTYPE_BF16, -1, 1),
+                                    LLA_DTYPE_BF16, T, H, V);
+        CHECK(lla_malloc(be, (size_t)(B * T * K) * 2, &gr.dq.data));
+        gr.dq = lla_tensor_contiguous(gr.dq.data, LLA_DTYPE_BF16, T, 1, K);
+        CHECK(lla_malloc(be, (size_t)(B * T * K) * 2, &gr.dk.data));
+        gr.dk = lla_tensor_contiguous(gr.dk.data, LLA_DTYPE_BF16, T, 1, K);
+        CHECK(lla_malloc(be, (size_t)(B * T * H * V) * 2, &gr.dv.data));
+        gr.dv = lla_tensor_contiguous(gr.dv.data, LLA_DTYPE_BF16, T, H, V);
+        CHECK(lla_malloc(be, (size_t)(B * T * H) * 4, &gr.dg.data));
+        gr.dg = lla_tensor_contiguous(gr.dg.data, LLA_DTYPE_F32, T, H, 1);
+        CHECK(lla_malloc(be, (size_t)(B * T * H * c.p.levels) * 2, &gr.dlambda.data));
+        gr.dlambda = lla_tensor_contiguous(gr.dlambda.data, LLA_DTYPE_BF16, T, H, c.p.levels);
+        gr.dbeta = gr.dg;
+        CHECK(lla_backward_workspace(be, &c.p, LLA_DTYPE_BF16, &bws));
+        CHECK(lla_malloc(be, bws, &bw));
+        CU(cudaEventCreate(&a));
+        CU(cudaEventCreate(&b));
+        run_forward(&c);
+        CHECK(lla_backward(be, &c.p, &c.x, d_o, NULL, NULL, &gr, NULL, bw, bws));
+        CHECK(lla_synchronize(be));
+        for (r = 0; r < 3; ++r) {
+            float t;
+            CU(cudaEventRecord(a, 0));
+            run_forward(&c);
+            CHECK(lla_backward(be, &c.p, &c.x, d_o, NULL, NULL, &gr, NULL, bw, bws));
+            CU(cudaEventRecord(b, 0));
+            CU(cudaEventSynchronize(b));
+            CU(cudaEventElapsedTime(&t, a, b));
+            ms[r] = t;
+        }
+        qsort(ms, 3, sizeof ms[0], cmp_double);
+        printf("T=%6lld bf16 forward (tensor cores) + backward (quadratic CUDA-core kernels): %9.3f ms\n",
+               (long long)T, ms[1]);
+        printf("csv,fwdbwd,bf16,mma+quadratic,%lld,%.5f\n", (long long)T, ms[1]);
+        fflush(stdout);
+        lla_free(be, d_o.data);
+        lla_free(be, gr.dq.data);
+        lla_free(be, gr.dk.data);
+        lla_free(be, gr.dv.data);
+        lla_free(be, gr.dg.data);
+        lla_free(be, gr.dlambda.data);
+        lla_free(be, bw);
+        free_case(&c);
+    }
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -316,6 +377,7 @@ int main(int argc, char **argv) {
     printf("device: %s\ndriver API %d, runtime %d, lla %s\n", lla_backend_description(be), drv, rt,
            lla_version_string());
     if (!decode_only) bench_forward(quick, only_T);
+    if (!decode_only && !only_T && !quick) bench_fwd_bwd();
     if (!no_decode) bench_decode(decode_only ? 60 : 500);
     lla_backend_close(be);
     return 0;
