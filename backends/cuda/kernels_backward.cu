@@ -116,8 +116,9 @@ constexpr int kT = 32; /* targets (rows) or sources (columns) per tile */
  * the gradient accumulators [kT][K] (group sum) and [kT][V] (per head), per-row/column
  * scalars [kT] and the lambda gradient [kT][NL]. */
 __host__ __device__ inline size_t pair_smem(int K, int V, int NL, size_t acc) {
-    size_t n = (size_t)4 * kT * K + (size_t)3 * kT * V + (size_t)2 * kT * kT + (size_t)kT * NL + 2 * kT;
-    return n * acc + 64;
+    size_t n = (size_t)4 * kT * (K + 1) + (size_t)3 * kT * (V + 1) + (size_t)2 * kT * kT + (size_t)2 * kT * NL +
+               2 * kT;
+    return n * acc + 2 * kT * 8 + 128; /* + the two gate-prefix tiles (float64) */
 }
 
 /* Rows: block = (sequence b, q/k head g, target tile).  dq (group sum), dlambda and the
@@ -126,14 +127,18 @@ template <typename Tin, typename Acc>
 __global__ void __launch_bounds__(256) rows_kernel(const lla_bwd_params P) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int K = (int)P.dk, V = (int)P.dv, NL = (int)P.levels;
-    Acc *qt = (Acc *)smem;      /* [kT][K] queries of the targets */
-    Acc *ks = qt + kT * K;      /* [kT][K] keys of the sources    */
-    Acc *dq = ks + kT * K;      /* [kT][K]                        */
-    Acc *dot = dq + kT * K;     /* [kT][V] d_o of the targets      */
-    Acc *vs = dot + kT * V;     /* [kT][V] values of the sources  */
-    Acc *cm = vs + kT * V;      /* [kT][kT] dq/dk pair coefficients */
+    const int KP = K + 1, VP = V + 1; /* padded rows: lanes read different rows */
+    Acc *qt = (Acc *)smem;      /* [kT][KP] queries of the targets */
+    Acc *ks = qt + kT * KP;     /* [kT][KP] keys of the sources    */
+    Acc *dq = ks + kT * KP;     /* [kT][K]                         */
+    Acc *dot = dq + kT * K;     /* [kT][VP] d_o of the targets     */
+    Acc *vs = dot + kT * VP;    /* [kT][VP] values of the sources  */
+    Acc *cm = vs + kT * VP;     /* [kT][kT] dq/dk pair coefficients */
     Acc *dl = cm + kT * kT;     /* [kT][NL] dlambda of this head   */
     Acc *dgr = dl + kT * NL;    /* [kT] row part of dG             */
+    Acc *lr = dgr + kT;         /* [kT][NL] lambda of the targets  */
+    double *gt = (double *)(((uintptr_t)(lr + kT * NL) + 15u) & ~(uintptr_t)15u); /* [kT] G of targets */
+    double *gs = gt + kT;       /* [kT] G of the sources           */
     const int HG = (int)(P.heads / P.qk_heads);
     const long long b = blockIdx.x / P.qk_heads, g = blockIdx.x % P.qk_heads;
     const bseq sq = seq_of(P, b);
@@ -144,7 +149,7 @@ __global__ void __launch_bounds__(256) rows_kernel(const lla_bwd_params P) {
 
     for (int e = tid; e < kT * K; e += nthr) {
         const int i = e / K, d = e % K;
-        qt[e] = i < nt ? (Acc)bio<Tin>::ld(P.q.data, at(P.q, sq.tb, t0 + i, g, d)) : (Acc)0;
+        qt[i * KP + d] = i < nt ? (Acc)bio<Tin>::ld(P.q.data, at(P.q, sq.tb, t0 + i, g, d)) : (Acc)0;
         dq[e] = 0;
     }
     for (int hh = 0; hh < HG; ++hh) {
@@ -152,21 +157,29 @@ __global__ void __launch_bounds__(256) rows_kernel(const lla_bwd_params P) {
         __syncthreads();
         for (int e = tid; e < kT * V; e += nthr) {
             const int i = e / V, d = e % V;
-            dot[e] = i < nt ? (Acc)bio<Tin>::ld(P.dout.data, at(P.dout, sq.tb, t0 + i, h, d)) : (Acc)0;
+            dot[i * VP + d] = i < nt ? (Acc)bio<Tin>::ld(P.dout.data, at(P.dout, sq.tb, t0 + i, h, d)) : (Acc)0;
         }
-        for (int e = tid; e < kT * NL; e += nthr) dl[e] = 0;
-        for (int e = tid; e < kT; e += nthr) dgr[e] = 0;
+        for (int e = tid; e < kT * NL; e += nthr) {
+            const int i = e / NL, l = e % NL;
+            dl[e] = 0;
+            lr[e] = i < nt ? (Acc)bio<Tin>::ld(P.lam.data, at(P.lam, sq.tb, t0 + i, h, l)) : (Acc)0;
+        }
+        for (int e = tid; e < kT; e += nthr) {
+            dgr[e] = 0;
+            gt[e] = e < nt ? P.G[tok(P, sq.tb, t0 + e, h)] : 0.0;
+        }
         for (long long s0 = sq.start; s0 < t0 + nt; s0 += kT) {
             const int ns = (int)min((long long)kT, sq.end - s0);
             __syncthreads();
             for (int e = tid; e < kT * K; e += nthr) {
                 const int j = e / K, d = e % K;
-                ks[e] = j < ns ? (Acc)bio<Tin>::ld(P.k.data, at(P.k, sq.tb, s0 + j, g, d)) : (Acc)0;
+                ks[j * KP + d] = j < ns ? (Acc)bio<Tin>::ld(P.k.data, at(P.k, sq.tb, s0 + j, g, d)) : (Acc)0;
             }
             for (int e = tid; e < kT * V; e += nthr) {
                 const int j = e / V, d = e % V;
-                vs[e] = j < ns ? (Acc)bio<Tin>::ld(P.v.data, at(P.v, sq.tb, s0 + j, h, d)) : (Acc)0;
+                vs[j * VP + d] = j < ns ? (Acc)bio<Tin>::ld(P.v.data, at(P.v, sq.tb, s0 + j, h, d)) : (Acc)0;
             }
+            for (int e = tid; e < kT; e += nthr) gs[e] = e < ns ? P.G[tok(P, sq.tb, s0 + e, h)] : 0.0;
             __syncthreads();
             for (int e = tid; e < kT * kT; e += nthr) {
                 const int i = e / kT, j = e % kT;
@@ -174,11 +187,11 @@ __global__ void __launch_bounds__(256) rows_kernel(const lla_bwd_params P) {
                 Acc c = 0;
                 if (i < nt && j < ns && s <= t) {
                     Acc qk = 0, ds = 0;
-                    for (int d = 0; d < K; ++d) qk += qt[i * K + d] * ks[j * K + d];
-                    for (int d = 0; d < V; ++d) ds += dot[i * V + d] * vs[j * V + d];
+                    for (int d = 0; d < K; ++d) qk += qt[i * KP + d] * ks[j * KP + d];
+                    for (int d = 0; d < V; ++d) ds += dot[i * VP + d] * vs[j * VP + d];
                     const int lev = blevel(P.hierarchy, t - sq.start, s - sq.start);
-                    const Acc lam = (Acc)bio<Tin>::ld(P.lam.data, at(P.lam, sq.tb, t, h, lev));
-                    const Acc decay = (Acc)exp(P.G[tok(P, sq.tb, t, h)] - P.G[tok(P, sq.tb, s, h)]);
+                    const Acc lam = lr[i * NL + lev];
+                    const Acc decay = (Acc)exp(gt[i] - gs[j]);
                     const Acc prob = (Acc)P.scale * decay * qk;
                     c = lam * decay * ds * (Acc)P.scale;
                     atomicAdd(&dl[i * NL + lev], prob * ds);
@@ -190,7 +203,7 @@ __global__ void __launch_bounds__(256) rows_kernel(const lla_bwd_params P) {
             for (int e = tid; e < kT * K; e += nthr) {
                 const int i = e / K, d = e % K;
                 Acc a = 0;
-                for (int j = 0; j < kT; ++j) a += cm[i * kT + j] * ks[j * K + d];
+                for (int j = 0; j < kT; ++j) a += cm[i * kT + j] * ks[j * KP + d];
                 dq[e] += a;
             }
         }
@@ -214,16 +227,19 @@ template <typename Tin, typename Acc>
 __global__ void __launch_bounds__(256) cols_kernel(const lla_bwd_params P) {
     extern __shared__ __align__(16) unsigned char smem[];
     const int K = (int)P.dk, V = (int)P.dv, NL = (int)P.levels;
-    Acc *ks = (Acc *)smem;      /* [kT][K] keys of the sources    */
-    Acc *qt = ks + kT * K;      /* [kT][K] queries of the targets */
-    Acc *dk = qt + kT * K;      /* [kT][K]                        */
-    Acc *vs = dk + kT * K;      /* [kT][V] values of the sources  */
-    Acc *dot = vs + kT * V;     /* [kT][V] d_o of the targets     */
-    Acc *dv = dot + kT * V;     /* [kT][V]                        */
+    const int KP = K + 1, VP = V + 1; /* padded rows: lanes read different rows */
+    Acc *ks = (Acc *)smem;      /* [kT][KP] keys of the sources    */
+    Acc *qt = ks + kT * KP;     /* [kT][KP] queries of the targets */
+    Acc *dk = qt + kT * KP;     /* [kT][K]                         */
+    Acc *vs = dk + kT * K;      /* [kT][VP] values of the sources  */
+    Acc *dot = vs + kT * VP;    /* [kT][VP] d_o of the targets     */
+    Acc *dv = dot + kT * VP;    /* [kT][V]                         */
     Acc *cm = dv + kT * V;      /* [kT][kT] c, indexed [target][source] */
     Acc *mm = cm + kT * kT;     /* [kT][kT] M                      */
     Acc *dgc = mm + kT * kT;    /* [kT] column part of dG          */
-    (void)NL;
+    Acc *lr = dgc + kT;         /* [kT][NL] lambda of the targets  */
+    double *gt = (double *)(((uintptr_t)(lr + kT * NL) + 15u) & ~(uintptr_t)15u); /* [kT] G of targets */
+    double *gs = gt + kT;       /* [kT] G of the sources           */
     const int HG = (int)(P.heads / P.qk_heads);
     const long long b = blockIdx.x / P.qk_heads, g = blockIdx.x % P.qk_heads;
     const bseq sq = seq_of(P, b);
@@ -234,7 +250,7 @@ __global__ void __launch_bounds__(256) cols_kernel(const lla_bwd_params P) {
 
     for (int e = tid; e < kT * K; e += nthr) {
         const int j = e / K, d = e % K;
-        ks[e] = j < ns ? (Acc)bio<Tin>::ld(P.k.data, at(P.k, sq.tb, s0 + j, g, d)) : (Acc)0;
+        ks[j * KP + d] = j < ns ? (Acc)bio<Tin>::ld(P.k.data, at(P.k, sq.tb, s0 + j, g, d)) : (Acc)0;
         dk[e] = 0;
     }
     for (int hh = 0; hh < HG; ++hh) {
@@ -242,21 +258,29 @@ __global__ void __launch_bounds__(256) cols_kernel(const lla_bwd_params P) {
         __syncthreads();
         for (int e = tid; e < kT * V; e += nthr) {
             const int j = e / V, d = e % V;
-            vs[e] = j < ns ? (Acc)bio<Tin>::ld(P.v.data, at(P.v, sq.tb, s0 + j, h, d)) : (Acc)0;
+            vs[j * VP + d] = j < ns ? (Acc)bio<Tin>::ld(P.v.data, at(P.v, sq.tb, s0 + j, h, d)) : (Acc)0;
             dv[e] = 0;
         }
-        for (int e = tid; e < kT; e += nthr) dgc[e] = 0;
+        for (int e = tid; e < kT; e += nthr) {
+            dgc[e] = 0;
+            gs[e] = e < ns ? P.G[tok(P, sq.tb, s0 + e, h)] : 0.0;
+        }
         for (long long t0 = s0; t0 < sq.end; t0 += kT) {
             const int nt = (int)min((long long)kT, sq.end - t0);
             __syncthreads();
             for (int e = tid; e < kT * K; e += nthr) {
                 const int i = e / K, d = e % K;
-                qt[e] = i < nt ? (Acc)bio<Tin>::ld(P.q.data, at(P.q, sq.tb, t0 + i, g, d)) : (Acc)0;
+                qt[i * KP + d] = i < nt ? (Acc)bio<Tin>::ld(P.q.data, at(P.q, sq.tb, t0 + i, g, d)) : (Acc)0;
             }
             for (int e = tid; e < kT * V; e += nthr) {
                 const int i = e / V, d = e % V;
-                dot[e] = i < nt ? (Acc)bio<Tin>::ld(P.dout.data, at(P.dout, sq.tb, t0 + i, h, d)) : (Acc)0;
+                dot[i * VP + d] = i < nt ? (Acc)bio<Tin>::ld(P.dout.data, at(P.dout, sq.tb, t0 + i, h, d)) : (Acc)0;
             }
+            for (int e = tid; e < kT * NL; e += nthr) {
+                const int i = e / NL, l = e % NL;
+                lr[e] = i < nt ? (Acc)bio<Tin>::ld(P.lam.data, at(P.lam, sq.tb, t0 + i, h, l)) : (Acc)0;
+            }
+            for (int e = tid; e < kT; e += nthr) gt[e] = e < nt ? P.G[tok(P, sq.tb, t0 + e, h)] : 0.0;
             __syncthreads();
             for (int e = tid; e < kT * kT; e += nthr) {
                 const int i = e / kT, j = e % kT;
@@ -264,11 +288,11 @@ __global__ void __launch_bounds__(256) cols_kernel(const lla_bwd_params P) {
                 Acc c = 0, m = 0;
                 if (i < nt && j < ns && s <= t) {
                     Acc qk = 0, ds = 0;
-                    for (int d = 0; d < K; ++d) qk += qt[i * K + d] * ks[j * K + d];
-                    for (int d = 0; d < V; ++d) ds += dot[i * V + d] * vs[j * V + d];
+                    for (int d = 0; d < K; ++d) qk += qt[i * KP + d] * ks[j * KP + d];
+                    for (int d = 0; d < V; ++d) ds += dot[i * VP + d] * vs[j * VP + d];
                     const int lev = blevel(P.hierarchy, t - sq.start, s - sq.start);
-                    const Acc lam = (Acc)bio<Tin>::ld(P.lam.data, at(P.lam, sq.tb, t, h, lev));
-                    const Acc decay = (Acc)exp(P.G[tok(P, sq.tb, t, h)] - P.G[tok(P, sq.tb, s, h)]);
+                    const Acc lam = lr[i * NL + lev];
+                    const Acc decay = (Acc)exp(gt[i] - gs[j]);
                     m = lam * (Acc)P.scale * decay * qk;
                     c = lam * decay * ds * (Acc)P.scale;
                     atomicAdd(&dgc[j], m * ds);
@@ -280,13 +304,13 @@ __global__ void __launch_bounds__(256) cols_kernel(const lla_bwd_params P) {
             for (int e = tid; e < kT * K; e += nthr) {
                 const int j = e / K, d = e % K;
                 Acc a = 0;
-                for (int i = 0; i < kT; ++i) a += cm[i * kT + j] * qt[i * K + d];
+                for (int i = 0; i < kT; ++i) a += cm[i * kT + j] * qt[i * KP + d];
                 dk[e] += a;
             }
             for (int e = tid; e < kT * V; e += nthr) {
                 const int j = e / V, d = e % V;
                 Acc a = 0;
-                for (int i = 0; i < kT; ++i) a += mm[i * kT + j] * dot[i * V + d];
+                for (int i = 0; i < kT; ++i) a += mm[i * kT + j] * dot[i * VP + d];
                 dv[e] += a;
             }
         }
