@@ -60,72 +60,123 @@ ulong lla_levels_of_target(int hier, int nl, long t) {
 
 int lla_is_live(ulong live, int l) { return (int)((live >> l) & 1); }
 
+#define AT(s, b, t, h, d) ((b) * (s).s0 + (t) * (s).s1 + (h) * (s).s2 + (d) * (s).s3)
+
+/* ------------------------------------------------------------------ forward */
+
+/* Vector layout.  Work-item lid owns the 8 value columns col0 .. col0+7 as one float8
+ * (col0 = (block * gvec + lid) * 8), so the heavy loops are float8 multiply-adds with a
+ * scalar broadcast from local memory.  The carried state W of a (sequence, head) is
+ * [levels][K][Vp] with Vp = V rounded up to 8: whole float8 rows are always in bounds.
+ * Columns >= V hold values that are never stored to the caller (columns never mix).
+ * Local rows of q, k, q~ and w have stride Kp = K rounded up to 8, zero-padded. */
+
+float lla_hsum8(float8 v) {
+    float4 a = v.lo + v.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
 /* Moves every live level set of target `from` whole to its level for target `to` (sets
  * are nested source ranges: they never split and only move up, so going from the top
- * level down never overwrites a set that has not moved yet).  Only column v of W is
- * moved (when vok); the returned mask is the same in every work-item. */
-ulong lla_regroup(__global float *W, ulong live, long from, long to, int hier, int nl,
-                  int K, int V, int v, int vok) {
-    const long KV = (long)K * V;
+ * level down never overwrites a set that has not moved yet).  W points at this
+ * work-item's columns; the returned mask is the same in every work-item. */
+ulong lla_regroup8(__global float *W, ulong live, long from, long to, int hier, int nl, int K,
+                   long KVp, int Vp, int active) {
     ulong out = 0;
     int l, d;
     for (l = nl - 1; l >= 0; --l) {
         int dst;
         if (!lla_is_live(live, l)) continue;
         dst = lla_level(hier, to, lla_level_start(hier, l, from));
-        if (dst != l && vok) {
-            __global float *wd = W + dst * KV + v;
-            __global const float *ws = W + l * KV + v;
-            if (lla_is_live(out, dst))
-                for (d = 0; d < K; ++d) wd[(long)d * V] += ws[(long)d * V];
-            else
-                for (d = 0; d < K; ++d) wd[(long)d * V] = ws[(long)d * V];
+        if (dst != l && active) {
+            __global float *wd = W + dst * KVp;
+            __global const float *ws = W + l * KVp;
+            int add = lla_is_live(out, dst);
+            for (d = 0; d < K; ++d) {
+                float8 x = vload8(0, ws + (long)d * Vp);
+                if (add) x += vload8(0, wd + (long)d * Vp);
+                vstore8(x, 0, wd + (long)d * Vp);
+            }
         }
         out |= (ulong)1 << dst;
     }
     return out;
 }
 
-#define AT(s, b, t, h, d) ((b) * (s).s0 + (t) * (s).s1 + (h) * (s).s2 + (d) * (s).s3)
-
-/* Adds the chunk tokens [a, e) (all at level dst of the target) to column v of W_dst:
- * sum_{s in [a,e)} Phi(last, s) c_s k_s v_s.  Mamba-2: Phi = exp(gc_last - gc_s).  GDN:
- * the chunk's delta rule from a zero state with values outside [a, e) zero, in the UT form
- * u = (I + A o Gamma)^-1 (beta v) restricted to rows >= a, then sum_i exp(gc_last - gc_i)
- * k_i u_i.  u is kept in this work-item's column of tmp. */
-void lla_add_tokens(__global float *Wd, int dst_live, int gdn, int L, int a, int e, int K,
-                    int V, int C, int VB, int lid, __local const float *lk,
-                    __local const float *lv, __local const float *lgc,
-                    __local const float *lbeta, __local const float *lgram,
-                    __local float *tmp) {
-    const float glast = lgc[L - 1];
-    int i, j, d;
-    if (!gdn) {
-        for (d = 0; d < K; ++d) {
-            float s = dst_live ? Wd[(long)d * V] : 0.0f;
-            for (i = a; i < e; ++i) s += exp(glast - lgc[i]) * lk[i * K + d] * lv[i * VB + lid];
-            Wd[(long)d * V] = s;
+/* Wd = (keep ? Wd : 0) + sum_{i in [a, e)} c[i] k_i x_i^T for this work-item's columns:
+ * k rows in local memory (stride Kp), x_i float8 rows (stride xs). */
+void lla_rank_update8(__global float *Wd, int Vp, int keep, int a, int e, int K, int Kp,
+                      __local const float *lk, __local const float *c, __local const float *x,
+                      int xs) {
+    int d, i;
+    for (d = 0; d + 4 <= K; d += 4) {
+        __global float *w = Wd + (long)d * Vp;
+        float8 w0 = 0.0f, w1 = 0.0f, w2 = 0.0f, w3 = 0.0f;
+        if (keep) {
+            w0 = vload8(0, w);
+            w1 = vload8(0, w + Vp);
+            w2 = vload8(0, w + 2 * (long)Vp);
+            w3 = vload8(0, w + 3 * (long)Vp);
         }
-        return;
+        for (i = a; i < e; ++i) {
+            const float8 xi = vload8(0, x + i * xs);
+            __local const float *kr = lk + i * Kp + d;
+            const float ci = c[i];
+            w0 += (ci * kr[0]) * xi;
+            w1 += (ci * kr[1]) * xi;
+            w2 += (ci * kr[2]) * xi;
+            w3 += (ci * kr[3]) * xi;
+        }
+        vstore8(w0, 0, w);
+        vstore8(w1, 0, w + Vp);
+        vstore8(w2, 0, w + 2 * (long)Vp);
+        vstore8(w3, 0, w + 3 * (long)Vp);
     }
-    for (i = a; i < L; ++i) {
-        float u = i < e ? lbeta[i] * lv[i * VB + lid] : 0.0f;
-        for (j = a; j < i; ++j)
-            u -= lbeta[i] * lgram[i * C + j] * exp(lgc[i] - lgc[j]) * tmp[j * VB + lid];
-        tmp[i * VB + lid] = u;
-    }
-    for (d = 0; d < K; ++d) {
-        float s = dst_live ? Wd[(long)d * V] : 0.0f;
-        for (i = a; i < L; ++i) s += exp(glast - lgc[i]) * lk[i * K + d] * tmp[i * VB + lid];
-        Wd[(long)d * V] = s;
+    for (; d < K; ++d) {
+        __global float *w = Wd + (long)d * Vp;
+        float8 w0 = keep ? vload8(0, w) : (float8)0.0f;
+        for (i = a; i < e; ++i) w0 += (c[i] * lk[i * Kp + d]) * vload8(0, x + i * xs);
+        vstore8(w0, 0, w);
     }
 }
 
-/* ------------------------------------------------------------------ forward */
+/* GDN chunk transition on one level: W = decay (W - sum_j k_j (w_j^T W)), with the L
+ * products w_j^T W kept in tmp (float8 rows, stride xs). */
+void lla_gdn_transition8(__global float *Wl, int Vp, int L, int K, int Kp, float decay,
+                         __local const float *lk, __local const float *lw, __local float *tmp,
+                         int xs) {
+    int d, j;
+    for (j = 0; j + 4 <= L; j += 4) {
+        float8 s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (d = 0; d < K; ++d) {
+            const float8 w = vload8(0, Wl + (long)d * Vp);
+            s0 += lw[j * Kp + d] * w;
+            s1 += lw[(j + 1) * Kp + d] * w;
+            s2 += lw[(j + 2) * Kp + d] * w;
+            s3 += lw[(j + 3) * Kp + d] * w;
+        }
+        vstore8(s0, 0, tmp + j * xs);
+        vstore8(s1, 0, tmp + (j + 1) * xs);
+        vstore8(s2, 0, tmp + (j + 2) * xs);
+        vstore8(s3, 0, tmp + (j + 3) * xs);
+    }
+    for (; j < L; ++j) {
+        float8 s0 = 0.0f;
+        for (d = 0; d < K; ++d) s0 += lw[j * Kp + d] * vload8(0, Wl + (long)d * Vp);
+        vstore8(s0, 0, tmp + j * xs);
+    }
+    for (d = 0; d < K; ++d) {
+        __global float *w = Wl + (long)d * Vp;
+        float8 acc = vload8(0, w);
+        for (j = 0; j < L; ++j) acc -= lk[j * Kp + d] * vload8(0, tmp + j * xs);
+        vstore8(decay * acc, 0, w);
+    }
+}
 
-/* Local arena (floats), in this order: q, k, q~ (L x K each, rows of stride K), GDN: w
- * (L x K); coef (C x C); GDN: gram (C x C); v, tmp (C x VB); gc, beta (C); lam, lamw
- * (C x levels).  opencl.c computes the same size (arena_floats). */
+/* Local arena (floats), in this order: q, k, q~ (C x Kp each), GDN: w (C x Kp); coef
+ * (C x C); GDN: gram, agam (C x C each); v (C x VB); GDN: tmp (C x VB); gc, beta, kd, eg
+ * (C each); lam, lamw (C x levels).  opencl.c computes the same size (arena_floats). */
 __kernel void lla_forward(
     __global const float *qb, long qo, long4 qs,
     __global const float *kb, long ko, long4 ks,
@@ -139,25 +190,32 @@ __kernel void lla_forward(
     int has_init,
     __global float *fval, long fvalo, int has_final,
     __global float *wsb, long wso,
-    int variant, int hier, int nl, int H, int group, int K, int V, int C, int VB, int nvb,
+    int variant, int hier, int nl, int H, int group, int K, int V, int C, int nvb, int gvec,
     long seqlen, float scale, __local float *arena) {
     const int lid = (int)get_local_id(0), nloc = (int)get_local_size(0);
+    const int VB = 8 * nloc, Vp = (V + 7) & ~7, Kp = (K + 7) & ~7;
     const long grp = (long)get_group_id(0);
     const int vblk = (int)(grp % nvb), h = (int)((grp / nvb) % H);
     const long b = grp / nvb / H;
-    const int v = vblk * VB + lid, vok = v < V, hq = h / group, gdn = variant == LLA_GDN;
-    const long KV = (long)K * V, head = (b * H + h) * (long)nl * KV;
+    /* the group's columns: gvec float8 vectors (the other work-items only help with the
+     * shared loads; the local size stays fixed so that PoCL compiles the kernel once) */
+    const int col0 = (vblk * gvec + lid) * 8, active = lid < gvec && col0 < V, hq = h / group;
+    const int gdn = variant == LLA_GDN;
+    const long KV = (long)K * V, KVp = (long)K * Vp;
+    const long user_head = (b * H + h) * (long)nl * KV; /* caller's state layout */
     __global const float *q = qb + qo, *k = kb + ko, *vv = vb + vo, *g = gb + go,
                          *lam = lb + lo, *beta = bb + bo;
-    __global float *o = ob + oo, *W = wsb + wso + head;
-    __local float *lq = arena, *lk = lq + C * K, *lqt = lk + C * K, *lw = lqt + C * K;
-    __local float *lcoef = lw + (gdn ? C * K : 0), *lgram = lcoef + C * C;
-    __local float *lv = lgram + (gdn ? C * C : 0), *ltmp = lv + C * VB;
-    __local float *lgc = ltmp + C * VB, *lbeta = lgc + C, *llam = lbeta + C;
-    __local float *llamw = llam + C * nl;
+    __global float *o = ob + oo;
+    __global float *W = wsb + wso + (b * H + h) * (long)nl * KVp + col0;
+    __local float *lq = arena, *lk = lq + C * Kp, *lqt = lk + C * Kp, *lw = lqt + C * Kp;
+    __local float *lcoef = lw + (gdn ? C * Kp : 0), *lgram = lcoef + C * C;
+    __local float *lagam = lgram + (gdn ? C * C : 0), *lv = lagam + (gdn ? C * C : 0);
+    __local float *ltmp = lv + C * VB, *lgc = ltmp + (gdn ? C * VB : 0), *lbeta = lgc + C;
+    __local float *lkd = lbeta + C, *leg = lkd + C, *llam = leg + C, *llamw = llam + C * nl;
+    __local float *myv = lv + 8 * lid, *mytmp = ltmp + 8 * lid;
     long tb, start, end, p0, stop, c0, c1;
     ulong live = 0;
-    int l, d, i, j, e;
+    int l, d, i, j, e, x;
 
     if (has_seq) {
         tb = 0;
@@ -175,15 +233,16 @@ __kernel void lla_forward(
      * the final state is the initial one: copied at the end instead.) */
     if (has_init && p0 > 0 && stop > p0) {
         live = lla_levels_of_target(hier, nl, p0 - 1);
-        if (vok)
+        if (active)
             for (l = 0; l < nl; ++l) {
                 if (!lla_is_live(live, l)) continue;
-                for (d = 0; d < K; ++d) {
-                    long at = l * KV + (long)d * V + v;
-                    W[at] = ival[ivalo + head + at];
-                }
+                for (d = 0; d < K; ++d)
+                    for (x = 0; x < 8; ++x)
+                        W[l * KVp + (long)d * Vp + x] =
+                            col0 + x < V ? ival[ivalo + user_head + l * KV + (long)d * V + col0 + x]
+                                         : 0.0f;
             }
-        live = lla_regroup(W, live, p0 - 1, p0, hier, nl, K, V, v, vok);
+        live = lla_regroup8(W, live, p0 - 1, p0, hier, nl, K, KVp, Vp, active);
     }
 
     /* Every barrier below sits at the top level of the chunk loop, whose trip count is the
@@ -197,65 +256,84 @@ __kernel void lla_forward(
         L = (int)(c1 - c0);
 
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous chunk is done with local memory */
-        for (e = lid; e < L * K; e += nloc) {
-            long t = tok0 + e / K;
-            d = e % K;
-            lq[e] = q[AT(qs, tb, t, hq, d)];
-            lk[e] = k[AT(ks, tb, t, hq, d)];
+        for (e = lid; e < L * Kp; e += nloc) {
+            long t = tok0 + e / Kp;
+            d = e % Kp;
+            lq[e] = d < K ? q[AT(qs, tb, t, hq, d)] : 0.0f;
+            lk[e] = d < K ? k[AT(ks, tb, t, hq, d)] : 0.0f;
         }
         for (e = lid; e < L * nl; e += nloc) llam[e] = lam[AT(ls, tb, tok0 + e / nl, h, e % nl)];
-        if (vok)
-            for (i = 0; i < L; ++i) lv[i * VB + lid] = vv[AT(vs, tb, tok0 + i, h, v)];
+        for (i = 0; i < L; ++i)
+            for (x = 0; x < 8; ++x)
+                myv[i * VB + x] = col0 + x < V ? vv[AT(vs, tb, tok0 + i, h, col0 + x)] : 0.0f;
         if (lid == 0) {
             float s = 0.0f;
             for (i = 0; i < L; ++i) {
                 s += g[AT(gs, tb, tok0 + i, h, 0)];
-                lgc[i] = s;
+                lgc[i] = s; /* chunk-local cumulative gate: every exponent below is <= 0 */
                 lbeta[i] = gdn ? beta[AT(bs, tb, tok0 + i, h, 0)] : 1.0f;
+            }
+            for (i = 0; i < L; ++i) {
+                lkd[i] = exp(s - lgc[i]); /* decay from token i to the chunk's end */
+                leg[i] = exp(lgc[i]);     /* decay from the chunk's start to token i */
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* (a) intra coefficients and the carried-back queries q~.
+        /* (a) intra coefficients, zero above the diagonal.
          * Mamba-2: coef[i][j] = lambda scale (q_i.k_j) exp(gc_i - gc_j), q~ = scale exp(gc) q.
-         * GDN: gram[i][j] = k_i.k_j (j < i) and QK[i][j] = q_i.k_j (j <= i, in coef). */
+         * GDN: coef[i][j] = q_i.k_j (j <= i) and gram[i][j] = k_i.k_j (j < i). */
         for (e = lid; e < L * L; e += nloc) {
             float sq = 0.0f, sk = 0.0f;
             i = e / L;
             j = e % L;
-            if (j > i) continue;
-            for (d = 0; d < K; ++d) {
-                sq += lq[i * K + d] * lk[j * K + d];
-                if (gdn) sk += lk[i * K + d] * lk[j * K + d];
+            if (j <= i) {
+                float8 aq = 0.0f, ak = 0.0f;
+                for (d = 0; d < Kp; d += 8) {
+                    const float8 kj = vload8(0, lk + j * Kp + d);
+                    aq += vload8(0, lq + i * Kp + d) * kj;
+                    if (gdn) ak += vload8(0, lk + i * Kp + d) * kj;
+                }
+                sq = lla_hsum8(aq);
+                sk = lla_hsum8(ak);
             }
             if (gdn) {
                 lcoef[i * C + j] = sq;
-                if (j < i) lgram[i * C + j] = sk;
+                lgram[i * C + j] = j < i ? sk : 0.0f;
             } else {
-                lcoef[i * C + j] = llam[i * nl + lla_level(hier, c0 + i, c0 + j)] * scale * sq *
-                                   exp(lgc[i] - lgc[j]);
+                lcoef[i * C + j] = j <= i ? llam[i * nl + lla_level(hier, c0 + i, c0 + j)] *
+                                                scale * sq * exp(lgc[i] - lgc[j])
+                                          : 0.0f;
             }
         }
         if (!gdn)
-            for (e = lid; e < L * K; e += nloc) lqt[e] = scale * exp(lgc[e / K]) * lq[e];
+            for (e = lid; e < L * Kp; e += nloc) lqt[e] = scale * leg[e / Kp] * lq[e];
         barrier(CLK_LOCAL_MEM_FENCE);
-        /* GDN: WY vectors w_i = beta_i (k_i - sum_{j<i} gram[i][j] w_j); columns independent */
-        if (gdn)
-            for (d = lid; d < K; d += nloc)
+        /* GDN: WY vectors w_i = beta_i (k_i - sum_{j<i} gram[i][j] w_j) (columns d are
+         * independent), and the gated A: agam[i][j] = beta_i gram[i][j] exp(gc_i - gc_j) */
+        if (gdn) {
+            for (d = lid; d < Kp; d += nloc)
                 for (i = 0; i < L; ++i) {
-                    float s = lk[i * K + d];
-                    for (j = 0; j < i; ++j) s -= lgram[i * C + j] * lw[j * K + d];
-                    lw[i * K + d] = lbeta[i] * s;
+                    float s = lk[i * Kp + d];
+                    for (j = 0; j < i; ++j) s -= lgram[i * C + j] * lw[j * Kp + d];
+                    lw[i * Kp + d] = d < K ? lbeta[i] * s : 0.0f;
                 }
+            for (e = lid; e < L * L; e += nloc) {
+                i = e / L;
+                j = e % L;
+                lagam[i * C + j] =
+                    j < i ? lbeta[i] * lgram[i * C + j] * exp(lgc[i] - lgc[j]) : 0.0f;
+            }
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
         /* GDN: q~_i = scale exp(gc_i) (q_i - sum_{j<=i} (q_i.k_j) w_j) */
         if (gdn)
-            for (e = lid; e < L * K; e += nloc) {
+            for (e = lid; e < L * Kp; e += nloc) {
                 float s = lq[e];
-                i = e / K;
-                d = e % K;
-                for (j = 0; j <= i; ++j) s -= lcoef[i * C + j] * lw[j * K + d];
-                lqt[e] = scale * exp(lgc[i]) * s;
+                i = e / Kp;
+                d = e % Kp;
+                for (j = 0; j <= i; ++j) s -= lcoef[i * C + j] * lw[j * Kp + d];
+                lqt[e] = scale * leg[i] * s;
             }
         barrier(CLK_LOCAL_MEM_FENCE);
         /* GDN: row i of X = tril(QK^T) (I + A)^-1, A[m][j] = beta_m gram[m][j]:
@@ -263,16 +341,16 @@ __kernel void lla_forward(
          * q_i^T (I - b_i k_i k_i^T) ... (I - b_{j+1} k_{j+1} k_{j+1}^T) k_j */
         if (gdn)
             for (i = lid; i < L; i += nloc) {
-                __local float *x = lcoef + i * C;
+                __local float *xr = lcoef + i * C;
                 int m;
                 for (j = i; j >= 0; --j) {
-                    float s = x[j];
-                    for (m = j + 1; m <= i; ++m) s -= x[m] * lbeta[m] * lgram[m * C + j];
-                    x[j] = s;
+                    float s = xr[j];
+                    for (m = j + 1; m <= i; ++m) s -= xr[m] * lbeta[m] * lgram[m * C + j];
+                    xr[j] = s;
                 }
                 for (j = 0; j <= i; ++j)
-                    x[j] *= llam[i * nl + lla_level(hier, c0 + i, c0 + j)] * scale *
-                            exp(lgc[i] - lgc[j]) * lbeta[j];
+                    xr[j] *= llam[i * nl + lla_level(hier, c0 + i, c0 + j)] * scale *
+                             exp(lgc[i] - lgc[j]) * lbeta[j];
             }
         /* lambda weight of every live set of W for every target of the chunk */
         for (e = lid; e < L * nl; e += nloc) {
@@ -285,69 +363,103 @@ __kernel void lla_forward(
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* (a) + (b): outputs of column v */
-        if (vok)
-            for (i = 0; i < L; ++i) {
-                float acc = 0.0f;
-                for (j = 0; j <= i; ++j) acc += lcoef[i * C + j] * lv[j * VB + lid];
-                for (l = 1; l < nl; ++l) {
-                    __global const float *wl = W + l * KV + v;
-                    float part = 0.0f;
-                    if (!lla_is_live(live, l)) continue;
-                    for (d = 0; d < K; ++d) part += lqt[i * K + d] * wl[(long)d * V];
-                    acc += llamw[i * nl + l] * part;
+        /* (a) + (b): outputs of this work-item's columns, four targets at a time; rows
+         * past L repeat row L-1 and are not stored */
+        if (active)
+            for (i = 0; i < L; i += 4) {
+                const int r0 = i, r1 = min(i + 1, L - 1), r2 = min(i + 2, L - 1),
+                          r3 = min(i + 3, L - 1);
+                float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+                float out[8];
+                int r;
+                for (j = 0; j <= r3; ++j) {
+                    const float8 vj = vload8(0, myv + j * VB);
+                    a0 += lcoef[r0 * C + j] * vj;
+                    a1 += lcoef[r1 * C + j] * vj;
+                    a2 += lcoef[r2 * C + j] * vj;
+                    a3 += lcoef[r3 * C + j] * vj;
                 }
-                o[AT(os, tb, tok0 + i, h, v)] = acc;
+                for (l = 1; l < nl; ++l) {
+                    __global const float *wl = W + l * KVp;
+                    float8 p0v = 0.0f, p1v = 0.0f, p2v = 0.0f, p3v = 0.0f;
+                    if (!lla_is_live(live, l)) continue;
+                    for (d = 0; d < K; ++d) {
+                        const float8 w = vload8(0, wl + (long)d * Vp);
+                        p0v += lqt[r0 * Kp + d] * w;
+                        p1v += lqt[r1 * Kp + d] * w;
+                        p2v += lqt[r2 * Kp + d] * w;
+                        p3v += lqt[r3 * Kp + d] * w;
+                    }
+                    a0 += llamw[r0 * nl + l] * p0v;
+                    a1 += llamw[r1 * nl + l] * p1v;
+                    a2 += llamw[r2 * nl + l] * p2v;
+                    a3 += llamw[r3 * nl + l] * p3v;
+                }
+                for (r = 0; r < 4 && i + r < L; ++r) {
+                    vstore8(r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : a3, 0, out);
+                    for (x = 0; x < 8 && col0 + x < V; ++x)
+                        o[AT(os, tb, tok0 + i + r, h, col0 + x)] = out[x];
+                }
             }
 
         /* (c) advance to the next chunk's first target, or to the last token for a
          * final state (the decoder layout).  Column-private: no barrier needed. */
         if (c1 < stop || has_final) {
             const long target = c1 < stop ? c1 : c1 - 1;
-            const float decay = exp(lgc[L - 1]);
-            live = lla_regroup(W, live, c0, target, hier, nl, K, V, v, vok);
-            if (vok)
+            const float decay = leg[L - 1];
+            live = lla_regroup8(W, live, c0, target, hier, nl, K, KVp, Vp, active);
+            if (active)
                 for (l = 0; l < nl; ++l) {
-                    __global float *wl = W + l * KV + v;
+                    __global float *wl = W + l * KVp;
                     if (!lla_is_live(live, l)) continue;
-                    if (gdn) { /* W = exp(gc_last) (W - sum_j k_j (w_j^T W)) */
-                        for (j = 0; j < L; ++j) {
-                            float s = 0.0f;
-                            for (d = 0; d < K; ++d) s += lw[j * K + d] * wl[(long)d * V];
-                            ltmp[j * VB + lid] = s;
-                        }
-                        for (d = 0; d < K; ++d) {
-                            float s = wl[(long)d * V];
-                            for (j = 0; j < L; ++j) s -= lk[j * K + d] * ltmp[j * VB + lid];
-                            wl[(long)d * V] = decay * s;
-                        }
+                    if (gdn) {
+                        lla_gdn_transition8(wl, Vp, L, K, Kp, decay, lk, lw, mytmp, VB);
                     } else {
-                        for (d = 0; d < K; ++d) wl[(long)d * V] *= decay;
+                        for (d = 0; d < K; ++d)
+                            vstore8(decay * vload8(0, wl + (long)d * Vp), 0, wl + (long)d * Vp);
                     }
                 }
             /* the chunk's tokens, in runs that share a level for the target */
             for (i = 0; i < L;) {
                 int dst = lla_level(hier, target, c0 + i), end_run = i + 1;
                 while (end_run < L && lla_level(hier, target, c0 + end_run) == dst) ++end_run;
-                if (vok)
-                    lla_add_tokens(W + dst * KV + v, lla_is_live(live, dst), gdn, L, i, end_run,
-                                   K, V, C, VB, lid, lk, lv, lgc, lbeta, lgram, ltmp);
+                if (active) {
+                    __global float *wd = W + dst * KVp;
+                    const int keep = lla_is_live(live, dst);
+                    if (!gdn) {
+                        lla_rank_update8(wd, Vp, keep, i, end_run, K, Kp, lk, lkd, myv, VB);
+                    } else {
+                        /* the chunk's delta rule from a zero state with values outside
+                         * the run zero, in the UT form: u = (I + A o Gamma)^-1 (beta v)
+                         * on rows >= i, then sum_r exp(gc_last - gc_r) k_r u_r */
+                        int r, m;
+                        for (r = i; r < L; ++r) {
+                            float8 u = r < end_run ? lbeta[r] * vload8(0, myv + r * VB)
+                                                   : (float8)0.0f;
+                            for (m = i; m < r; ++m)
+                                u -= lagam[r * C + m] * vload8(0, mytmp + m * VB);
+                            vstore8(u, 0, mytmp + r * VB);
+                        }
+                        lla_rank_update8(wd, Vp, keep, i, L, K, Kp, lk, lkd, mytmp, VB);
+                    }
+                }
                 live |= (ulong)1 << dst;
                 i = end_run;
             }
         }
     }
 
-    if (has_final && vok)
+    if (has_final && active)
         for (l = 0; l < nl; ++l) {
-            int on = lla_is_live(live, l);
-            for (d = 0; d < K; ++d) {
-                long at = l * KV + (long)d * V + v;
-                if (stop == p0) /* nothing consumed: the initial state (or an empty one) */
-                    fval[fvalo + head + at] = has_init ? ival[ivalo + head + at] : 0.0f;
-                else
-                    fval[fvalo + head + at] = on ? W[at] : 0.0f;
-            }
+            const int on = lla_is_live(live, l);
+            for (d = 0; d < K; ++d)
+                for (x = 0; x < 8 && col0 + x < V; ++x) {
+                    const long at = user_head + l * KV + (long)d * V + col0 + x;
+                    if (stop == p0) /* nothing consumed: the initial state (or an empty one) */
+                        fval[fvalo + at] = has_init ? ival[ivalo + at] : 0.0f;
+                    else
+                        fval[fvalo + at] = on ? W[l * KVp + (long)d * Vp + x] : 0.0f;
+                }
         }
 }
 

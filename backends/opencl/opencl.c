@@ -706,26 +706,33 @@ static void arg_mem(arg_setter *a, cl_mem m) { arg(a, sizeof m, &m); }
 /* ------------------------------------------------------------------ launch plans */
 
 typedef struct forward_plan {
-    int C;           /* chunk length used (a power of two)                      */
-    int VB;          /* value columns per work-group (= local size)             */
-    int nvb;         /* work-groups per (sequence, head)                        */
+    int C;           /* chunk length used (a power of two)                          */
+    int nwi;         /* work-items per work-group (the local size)                  */
+    int gvec;        /* float8 column vectors per work-group (<= nwi work-items busy) */
+    int nvb;         /* work-groups per (sequence, head)                            */
     size_t local_bytes;
 } forward_plan;
 
-static size_t pow2_at_least(size_t n) {
-    size_t p = 1;
-    while (p < n && p <= SIZE_MAX / 2) p *= 2;
-    return p;
-}
+/* Work-items per group of lla_forward.  One fixed size: PoCL compiles a kernel once per
+ * local size (seconds for this one), and 8 x 8 = 64 value columns per group is the
+ * models' head size (fewer columns leave work-items idle, more use several groups). */
+#define FORWARD_WORK_ITEMS 8
+/* Work-items per group of lla_decode (one value column each). */
+#define DECODE_WORK_ITEMS 32
+
+static int64_t round_up8(int64_t n) { return (n + 7) / 8 * 8; }
+
+
 
 /* Local arena of lla_forward, in floats (mirror of the carve-up in kernels.cl). */
-static int arena_floats(const lla_problem *p, int64_t C, int64_t VB, int64_t *out) {
+static int arena_floats(const lla_problem *p, int64_t C, int64_t nwi, int64_t *out) {
     int64_t ck, cc, cv, cl, n;
     int gdn = p->variant == LLA_VARIANT_GDN;
-    if (!lla__mul_ok(C, p->dk, &ck) || !lla__mul_ok(C, C, &cc) || !lla__mul_ok(C, VB, &cv) ||
-        !lla__mul_ok(C, p->levels, &cl) || !lla__mul_ok(ck, gdn ? 4 : 3, &n) ||
-        !lla__add_ok(n, cc * (gdn ? 2 : 1), &n) || !lla__add_ok(n, 2 * cv, &n) ||
-        !lla__add_ok(n, 2 * C, &n) || !lla__add_ok(n, 2 * cl, &n))
+    if (!lla__mul_ok(C, round_up8(p->dk), &ck) || !lla__mul_ok(C, C, &cc) ||
+        !lla__mul_ok(C, 8 * nwi, &cv) || !lla__mul_ok(C, p->levels, &cl) ||
+        !lla__mul_ok(ck, gdn ? 4 : 3, &n) || !lla__add_ok(n, cc * (gdn ? 3 : 1), &n) ||
+        !lla__add_ok(n, cv * (gdn ? 2 : 1), &n) || !lla__add_ok(n, 4 * C, &n) ||
+        !lla__add_ok(n, 2 * cl, &n))
         return 0;
     *out = n;
     return 1;
@@ -736,40 +743,46 @@ static int arena_floats(const lla_problem *p, int64_t C, int64_t VB, int64_t *ou
  * (CL_KERNEL_WORK_GROUP_SIZE) and the chunk from the device's local memory: the chunk is
  * a performance parameter only (every chunk gives the same result up to rounding). */
 static lla_status plan_forward(opencl_impl *im, const lla_problem *p, forward_plan *plan) {
-    int64_t want = lla__chunk(p), C = 0, floats = 0, groups;
-    size_t VB, budget;
-    if (p->dk > INT_MAX / 2 || p->dv > INT_MAX / 2 || p->heads > INT_MAX ||
+    int64_t want = lla__chunk(p), C = 0, floats = 0, groups, vecs, gvec;
+    size_t nwi, budget;
+    if (p->dk > INT_MAX / 1024 || p->dv > INT_MAX / 1024 || p->heads > INT_MAX ||
         p->heads / p->qk_heads > INT_MAX)
         return lla__set_error(LLA_ERR_UNSUPPORTED, "opencl: dk, dv or heads exceed the kernels' "
                               "int range");
     budget = im->local_mem > im->forward_static_local
                  ? (size_t)(im->local_mem - im->forward_static_local)
                  : 0;
-    VB = pow2_at_least((size_t)p->dv);
-    if (VB > im->forward_wg_max) VB = im->forward_wg_max;
-    if (VB == 0) VB = 1;
+    vecs = round_up8(p->dv) / 8; /* float8 column vectors per (sequence, head) */
+    nwi = FORWARD_WORK_ITEMS;
+    if (nwi > im->forward_wg_max) nwi = im->forward_wg_max;
+    if (nwi == 0) nwi = 1;
+    gvec = vecs < (int64_t)nwi ? vecs : (int64_t)nwi;
     /* Fewer work-groups than compute units leave units idle: split the columns. */
     groups = p->batch * p->heads;
-    while (VB > 8 && groups * (((int64_t)p->dv + (int64_t)VB - 1) / (int64_t)VB) <
-                         (int64_t)im->compute_units)
-        VB /= 2;
-    for (;;) {
-        for (C = want; C >= 1; C /= 2)
-            if (arena_floats(p, C, (int64_t)VB, &floats) &&
-                (uint64_t)floats <= (uint64_t)(budget / sizeof(float)))
-                break;
-        if (C >= 1 || VB == 1) break;
-        VB /= 2;
-    }
+    while (gvec > 1 && groups * ((vecs + gvec - 1) / gvec) < (int64_t)im->compute_units)
+        gvec = (gvec + 1) / 2;
+    for (C = want; C >= 1; C /= 2)
+        if (arena_floats(p, C, (int64_t)nwi, &floats) &&
+            (uint64_t)floats <= (uint64_t)(budget / sizeof(float)))
+            break;
     if (C < 1)
         return lla__set_error(LLA_ERR_UNSUPPORTED,
                               "opencl: dk = %lld is too large for the device's %llu bytes of "
                               "local memory (needs more even with chunk 1)",
                               (long long)p->dk, (unsigned long long)im->local_mem);
     plan->C = (int)C;
-    plan->VB = (int)VB;
-    plan->nvb = (int)((p->dv + (int64_t)VB - 1) / (int64_t)VB);
+    plan->nwi = (int)nwi;
+    plan->gvec = (int)gvec;
+    plan->nvb = (int)((vecs + gvec - 1) / gvec);
     plan->local_bytes = (size_t)floats * sizeof(float);
+    return LLA_OK;
+}
+
+/* The decode kernel needs no local memory: only the int ranges of its indices. */
+static lla_status check_decode_shape(const lla_problem *p) {
+    if (p->dk > INT_MAX / 2 || p->dv > INT_MAX / 2 || p->heads > INT_MAX)
+        return lla__set_error(LLA_ERR_UNSUPPORTED, "opencl: dk, dv or heads exceed the kernels' "
+                              "int range");
     return LLA_OK;
 }
 
@@ -781,19 +794,20 @@ static lla_status opencl_supports(lla_backend *self, const lla_problem *p, lla_d
                               lla_dtype_name(dtype));
     if (op == LLA_OP_BACKWARD)
         return lla__set_error(LLA_ERR_UNSUPPORTED, "opencl: backward is not implemented yet");
+    if (op == LLA_OP_DECODE) return check_decode_shape(p);
     return plan_forward(impl_of(self), p, &plan);
 }
 
 /* ------------------------------------------------------------------ forward */
 
 /* Workspace: the packed offsets (batch + 1 int64, padded to 64 bytes), then the carried
- * state [B][H][levels][dk][dv] float. */
+ * state [B][H][levels][dk][dv rounded up to 8] float. */
 static int forward_layout(const lla_problem *p, size_t *offsets_bytes, size_t *total) {
     int64_t n;
     size_t state;
     *offsets_bytes = lla__round_up64((size_t)(p->batch + 1) * sizeof(cl_long));
     if (!lla__mul_ok(p->batch, p->heads, &n) || !lla__mul_ok(n, p->levels, &n) ||
-        !lla__mul_ok(n, p->dk, &n) || !lla__mul_ok(n, p->dv, &n) ||
+        !lla__mul_ok(n, p->dk, &n) || !lla__mul_ok(n, round_up8(p->dv), &n) ||
         !lla__size_mul_ok((size_t)n, sizeof(float), &state) ||
         !lla__size_add_ok(state, *offsets_bytes, total))
         return 0;
@@ -894,8 +908,8 @@ static lla_status opencl_forward(lla_backend *self, const lla_problem *p, const 
     arg_int(&a, (int)p->dk);
     arg_int(&a, (int)p->dv);
     arg_int(&a, plan.C);
-    arg_int(&a, plan.VB);
     arg_int(&a, plan.nvb);
+    arg_int(&a, plan.gvec);
     arg_long(&a, p->seqlen);
     {
         cl_float scale = (cl_float)p->scale;
@@ -903,7 +917,7 @@ static lla_status opencl_forward(lla_backend *self, const lla_problem *p, const 
     }
     arg(&a, plan.local_bytes, NULL);
     if (a.err != CL_SUCCESS) return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_forward)", a.err);
-    local = (size_t)plan.VB;
+    local = (size_t)plan.nwi;
     global = (size_t)(p->batch * p->heads) * (size_t)plan.nvb * local;
     err = clEnqueueNDRangeKernel(im->queue, im->k_forward, 1, NULL, &global, &local, 0, NULL,
                                  NULL);
@@ -925,8 +939,9 @@ static lla_status opencl_forward(lla_backend *self, const lla_problem *p, const 
         if (a.err != CL_SUCCESS)
             return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_positions)", a.err);
         global = (size_t)p->batch;
-        err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, NULL, 0, NULL,
-                                     NULL);
+        local = 1;
+        err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, &local, 0,
+                                     NULL, NULL);
         if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_positions", err);
     }
     err = clFlush(im->queue);
@@ -949,9 +964,7 @@ static lla_status opencl_decode_step(lla_backend *self, const lla_problem *p, ll
     lla_status st;
     cl_int err;
 
-    if (p->dk > INT_MAX / 2 || p->dv > INT_MAX / 2 || p->heads > INT_MAX)
-        return lla__set_error(LLA_ERR_UNSUPPORTED, "opencl: dk, dv or heads exceed the kernels' "
-                              "int range");
+    if ((st = check_decode_shape(p)) != LLA_OK) return st;
     if ((st = resolve_tensor(im, "q", &x->q, p->batch, 1, p->qk_heads, p->dk, &tq)) != LLA_OK ||
         (st = resolve_tensor(im, "k", &x->k, p->batch, 1, p->qk_heads, p->dk, &tk)) != LLA_OK ||
         (st = resolve_tensor(im, "v", &x->v, p->batch, 1, p->heads, p->dv, &tv)) != LLA_OK ||
@@ -969,8 +982,8 @@ static lla_status opencl_decode_step(lla_backend *self, const lla_problem *p, ll
     if ((st = resolve_state(im, "decode state", state, p, &smem, &soff)) != LLA_OK) return st;
     if ((st = check_capacity(im, smem, soff, p, 0, 1)) != LLA_OK) return st;
 
-    local = pow2_at_least((size_t)p->dv);
-    if (local > 64) local = 64;
+    /* one value column per work-item; a fixed local size (one PoCL compile) */
+    local = DECODE_WORK_ITEMS;
     if (local > im->decode_wg_max) local = im->decode_wg_max;
     if (local == 0) local = 1;
     nvb = (int)(((size_t)p->dv + local - 1) / local);
@@ -1021,7 +1034,9 @@ static lla_status opencl_decode_step(lla_backend *self, const lla_problem *p, ll
     arg_long(&a, p->batch);
     if (a.err != CL_SUCCESS) return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_positions)", a.err);
     global = (size_t)p->batch;
-    err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, NULL, 0, NULL, NULL);
+    local = 1;
+    err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, &local, 0, NULL,
+                                 NULL);
     if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_positions", err);
     err = clFlush(im->queue);
     if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "clFlush", err);
