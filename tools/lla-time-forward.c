@@ -15,6 +15,10 @@
 #define _POSIX_C_SOURCE 199309L
 
 #include <math.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
+#define HAVE_RUSAGE 1
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +59,18 @@ static int make_tensor(lla_backend *be, int64_t B, int64_t T, int64_t heads, int
     return 1;
 }
 
+/* CPU seconds of the whole process (all threads, including a runtime's workers): less
+ * sensitive than wall time to other jobs on a shared machine; -1 where unknown. */
+static double cpu_s(void) {
+#ifdef HAVE_RUSAGE
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+               (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+#endif
+    return -1.0;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -82,7 +98,7 @@ int main(int argc, char **argv) {
     lla_tensor o;
     size_t ws_bytes = 0;
     void *ws = NULL;
-    double *ms;
+    double *ms, *cpu_ms;
     unsigned long long seed = 12345;
     lla_status st;
 
@@ -137,20 +153,25 @@ int main(int argc, char **argv) {
         return 1;
     }
     ms = (double *)malloc((size_t)reps * sizeof *ms);
-    if (!ms) return 1;
+    cpu_ms = (double *)malloc((size_t)reps * sizeof *cpu_ms);
+    if (!ms || !cpu_ms) return 1;
     for (i = -1; i < reps; ++i) { /* i = -1: warm-up */
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         if ((st = lla_forward(be, &p, &x, o, NULL, NULL, ws, ws_bytes)) != LLA_OK ||
             (st = lla_synchronize(be)) != LLA_OK) {
             fprintf(stderr, "lla-time-forward: forward: %s: %s\n", lla_status_str(st),
                     lla_last_error());
             return 1;
         }
-        if (i >= 0) ms[i] = 1e3 * (now_s() - t0);
+        if (i >= 0) {
+            ms[i] = 1e3 * (now_s() - t0);
+            cpu_ms[i] = 1e3 * (cpu_s() - c0);
+        }
         else printf("warm-up (includes one-time setup such as kernel compilation): %.1f ms\n",
                     1e3 * (now_s() - t0));
     }
     qsort(ms, (size_t)reps, sizeof *ms, cmp_double);
+    qsort(cpu_ms, (size_t)reps, sizeof *cpu_ms, cmp_double);
     printf("backend   %s (%s)\n", lla_backend_name(be), lla_backend_description(be));
     printf("problem   %s %s B=%lld T=%lld H=%lld G=%lld K=%lld V=%lld levels=%lld chunk=%lld f32\n",
            variant == LLA_VARIANT_GDN ? "gdn" : "mamba2",
@@ -158,8 +179,12 @@ int main(int argc, char **argv) {
            (long long)H, (long long)G, (long long)K, (long long)V, (long long)p.levels,
            (long long)chunk);
     printf("load      %.2f (1-minute load average before the last run)\n", load_average());
-    printf("forward   min %.2f ms, median %.2f ms over %d runs\n", ms[0], ms[reps / 2], reps);
+    printf("forward   min %.2f ms, median %.2f ms over %d runs (wall)\n", ms[0], ms[reps / 2],
+           reps);
+    printf("cpu       min %.2f ms, median %.2f ms (process CPU time, all threads)\n", cpu_ms[0],
+           cpu_ms[reps / 2]);
     free(ms);
+    free(cpu_ms);
     lla_free(be, ws);
     lla_free(be, x.q.data);
     lla_free(be, x.k.data);

@@ -64,12 +64,17 @@ int lla_is_live(ulong live, int l) { return (int)((live >> l) & 1); }
 
 /* ------------------------------------------------------------------ forward */
 
-/* Vector layout.  Work-item lid owns the 8 value columns col0 .. col0+7 as one float8
- * (col0 = (block * gvec + lid) * 8), so the heavy loops are float8 multiply-adds with a
- * scalar broadcast from local memory.  The carried state W of a (sequence, head) is
- * [levels][K][Vp] with Vp = V rounded up to 8: whole float8 rows are always in bounds.
- * Columns >= V hold values that are never stored to the caller (columns never mix).
- * Local rows of q, k, q~ and w have stride Kp = K rounded up to 8, zero-padded. */
+/* Vector layout.  Work-item lid owns the 16 value columns col0 .. col0+15, held as two
+ * float8 halves (col0 = (block * gvec + lid) * 16; float8 rather than float16 because a
+ * float16 does not fit one AVX2 register, and PoCL then warns about the vector ABI of its
+ * vload16/vstore16).  Every heavy loop is a micro-kernel of four scalar broadcasts from
+ * local memory times one 16-column row: 64 multiply-adds per 4 + 2 loads.  The carried
+ * state W of a (sequence, head) is [levels][K][Vp] with Vp = V rounded up to 16, so whole
+ * 16-column rows are always in bounds; columns >= V hold values that are never stored to
+ * the caller (columns never mix).  Local rows of q, k and the derived K-vectors have
+ * stride Kp = K rounded up to 8, zero-padded. */
+
+#define VW 16
 
 float lla_hsum8(float8 v) {
     float4 a = v.lo + v.hi;
@@ -77,12 +82,20 @@ float lla_hsum8(float8 v) {
     return b.x + b.y;
 }
 
+/* u . w over Kp (a multiple of 8) elements of two local rows. */
+float lla_dot_local(__local const float *u, __local const float *w, int Kp) {
+    float8 acc = 0.0f;
+    int d;
+    for (d = 0; d < Kp; d += 8) acc += vload8(0, u + d) * vload8(0, w + d);
+    return lla_hsum8(acc);
+}
+
 /* Moves every live level set of target `from` whole to its level for target `to` (sets
  * are nested source ranges: they never split and only move up, so going from the top
  * level down never overwrites a set that has not moved yet).  W points at this
  * work-item's columns; the returned mask is the same in every work-item. */
-ulong lla_regroup8(__global float *W, ulong live, long from, long to, int hier, int nl, int K,
-                   long KVp, int Vp, int active) {
+ulong lla_regroup16(__global float *W, ulong live, long from, long to, int hier, int nl, int K,
+                    long KVp, int Vp, int active) {
     ulong out = 0;
     int l, d;
     for (l = nl - 1; l >= 0; --l) {
@@ -92,11 +105,15 @@ ulong lla_regroup8(__global float *W, ulong live, long from, long to, int hier, 
         if (dst != l && active) {
             __global float *wd = W + dst * KVp;
             __global const float *ws = W + l * KVp;
-            int add = lla_is_live(out, dst);
+            const int add = lla_is_live(out, dst);
             for (d = 0; d < K; ++d) {
-                float8 x = vload8(0, ws + (long)d * Vp);
-                if (add) x += vload8(0, wd + (long)d * Vp);
-                vstore8(x, 0, wd + (long)d * Vp);
+                float8 x0 = vload8(0, ws + (long)d * Vp), x1 = vload8(1, ws + (long)d * Vp);
+                if (add) {
+                    x0 += vload8(0, wd + (long)d * Vp);
+                    x1 += vload8(1, wd + (long)d * Vp);
+                }
+                vstore8(x0, 0, wd + (long)d * Vp);
+                vstore8(x1, 1, wd + (long)d * Vp);
             }
         }
         out |= (ulong)1 << dst;
@@ -104,79 +121,58 @@ ulong lla_regroup8(__global float *W, ulong live, long from, long to, int hier, 
     return out;
 }
 
-/* Wd = (keep ? Wd : 0) + sum_{i in [a, e)} c[i] k_i x_i^T for this work-item's columns:
- * k rows in local memory (stride Kp), x_i float8 rows (stride xs). */
-void lla_rank_update8(__global float *Wd, int Vp, int keep, int a, int e, int K, int Kp,
-                      __local const float *lk, __local const float *c, __local const float *x,
-                      int xs) {
-    int d, i;
-    for (d = 0; d + 4 <= K; d += 4) {
-        __global float *w = Wd + (long)d * Vp;
-        float8 w0 = 0.0f, w1 = 0.0f, w2 = 0.0f, w3 = 0.0f;
-        if (keep) {
-            w0 = vload8(0, w);
-            w1 = vload8(0, w + Vp);
-            w2 = vload8(0, w + 2 * (long)Vp);
-            w3 = vload8(0, w + 3 * (long)Vp);
-        }
-        for (i = a; i < e; ++i) {
-            const float8 xi = vload8(0, x + i * xs);
-            __local const float *kr = lk + i * Kp + d;
-            const float ci = c[i];
-            w0 += (ci * kr[0]) * xi;
-            w1 += (ci * kr[1]) * xi;
-            w2 += (ci * kr[2]) * xi;
-            w3 += (ci * kr[3]) * xi;
-        }
-        vstore8(w0, 0, w);
-        vstore8(w1, 0, w + Vp);
-        vstore8(w2, 0, w + 2 * (long)Vp);
-        vstore8(w3, 0, w + 3 * (long)Vp);
+/* The micro-kernel of the forward: out[i] = (accumulate ? out[i] : 0) + sum_j a[i][j] x[j]
+ * for rows i < rows, j < n (+ i * nstep: nstep 1 walks a lower triangle including the
+ * diagonal).  a lives in local memory, element (i, j) at a[i * as + j * aj]; x and out
+ * are 16-column rows of this work-item's columns with row strides xs, os.  Four rows at
+ * a time: per j, one row (two float8) and four scalar broadcasts feed 64 multiply-adds.  Rows
+ * past `rows` in the last group repeat row rows-1 (same value, stored twice).
+ * OpenCL C 1.2 has no generic address space, so the memory spaces of out and x are
+ * spelled out: LLA_MM(name, out space, x space). */
+#define LLA_MM(NAME, OUT_SPACE, X_SPACE)                                                     \
+    void NAME(OUT_SPACE float *out, int os, int accumulate, __local const float *a, int as,  \
+              int aj, X_SPACE const float *x, int xs, int rows, int n, int nstep) {          \
+        int i, j;                                                                            \
+        for (i = 0; i < rows; i += 4) {                                                      \
+            const int r1 = min(i + 1, rows - 1), r2 = min(i + 2, rows - 1),                  \
+                      r3 = min(i + 3, rows - 1), jn = n + r3 * nstep;                        \
+            __local const float *p0 = a + i * as, *p1 = a + r1 * as, *p2 = a + r2 * as,      \
+                                *p3 = a + r3 * as;                                           \
+            OUT_SPACE float *o0 = out + (long)i * os, *o1 = out + (long)r1 * os,             \
+                            *o2 = out + (long)r2 * os, *o3 = out + (long)r3 * os;            \
+            float8 a0 = 0.0f, b0 = 0.0f, a1 = 0.0f, b1 = 0.0f, a2 = 0.0f, b2 = 0.0f,         \
+                   a3 = 0.0f, b3 = 0.0f;                                                     \
+            if (accumulate) {                                                                \
+                a0 = vload8(0, o0); b0 = vload8(1, o0);                                      \
+                a1 = vload8(0, o1); b1 = vload8(1, o1);                                      \
+                a2 = vload8(0, o2); b2 = vload8(1, o2);                                      \
+                a3 = vload8(0, o3); b3 = vload8(1, o3);                                      \
+            }                                                                                \
+            for (j = 0; j < jn; ++j) {                                                       \
+                X_SPACE const float *xr = x + (long)j * xs;                                  \
+                const float8 x0 = vload8(0, xr), x1 = vload8(1, xr);                         \
+                const float s0 = p0[j * aj], s1 = p1[j * aj], s2 = p2[j * aj],               \
+                            s3 = p3[j * aj];                                                 \
+                a0 += s0 * x0; b0 += s0 * x1;                                                \
+                a1 += s1 * x0; b1 += s1 * x1;                                                \
+                a2 += s2 * x0; b2 += s2 * x1;                                                \
+                a3 += s3 * x0; b3 += s3 * x1;                                                \
+            }                                                                                \
+            vstore8(a3, 0, o3); vstore8(b3, 1, o3);                                          \
+            vstore8(a2, 0, o2); vstore8(b2, 1, o2);                                          \
+            vstore8(a1, 0, o1); vstore8(b1, 1, o1);                                          \
+            vstore8(a0, 0, o0); vstore8(b0, 1, o0);                                          \
+        }                                                                                    \
     }
-    for (; d < K; ++d) {
-        __global float *w = Wd + (long)d * Vp;
-        float8 w0 = keep ? vload8(0, w) : (float8)0.0f;
-        for (i = a; i < e; ++i) w0 += (c[i] * lk[i * Kp + d]) * vload8(0, x + i * xs);
-        vstore8(w0, 0, w);
-    }
-}
+LLA_MM(lla_mm_ll, __local, __local)   /* local out, local x  */
+LLA_MM(lla_mm_lg, __local, __global)  /* local out, global x */
+LLA_MM(lla_mm_gl, __global, __local)  /* global out, local x */
 
-/* GDN chunk transition on one level: W = decay (W - sum_j k_j (w_j^T W)), with the L
- * products w_j^T W kept in tmp (float8 rows, stride xs). */
-void lla_gdn_transition8(__global float *Wl, int Vp, int L, int K, int Kp, float decay,
-                         __local const float *lk, __local const float *lw, __local float *tmp,
-                         int xs) {
-    int d, j;
-    for (j = 0; j + 4 <= L; j += 4) {
-        float8 s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-        for (d = 0; d < K; ++d) {
-            const float8 w = vload8(0, Wl + (long)d * Vp);
-            s0 += lw[j * Kp + d] * w;
-            s1 += lw[(j + 1) * Kp + d] * w;
-            s2 += lw[(j + 2) * Kp + d] * w;
-            s3 += lw[(j + 3) * Kp + d] * w;
-        }
-        vstore8(s0, 0, tmp + j * xs);
-        vstore8(s1, 0, tmp + (j + 1) * xs);
-        vstore8(s2, 0, tmp + (j + 2) * xs);
-        vstore8(s3, 0, tmp + (j + 3) * xs);
-    }
-    for (; j < L; ++j) {
-        float8 s0 = 0.0f;
-        for (d = 0; d < K; ++d) s0 += lw[j * Kp + d] * vload8(0, Wl + (long)d * Vp);
-        vstore8(s0, 0, tmp + j * xs);
-    }
-    for (d = 0; d < K; ++d) {
-        __global float *w = Wl + (long)d * Vp;
-        float8 acc = vload8(0, w);
-        for (j = 0; j < L; ++j) acc -= lk[j * Kp + d] * vload8(0, tmp + j * xs);
-        vstore8(decay * acc, 0, w);
-    }
-}
-
-/* Local arena (floats), in this order: q, k, q~ (C x Kp each), GDN: w (C x Kp); coef
- * (C x C); GDN: gram, agam (C x C each); v (C x VB); GDN: tmp (C x VB); gc, beta, kd, eg
- * (C each); lam, lamw (C x levels).  opencl.c computes the same size (arena_floats). */
+/* Local arena (floats), in this order: q, k, ks (k scaled to the chunk end), q~, qs
+ * (q~ scaled by one level's lambda) (C x Kp each), GDN: w (C x Kp); coef (C x C); GDN:
+ * gram, agam (C x C each); v, out (C x VB each), GDN: tmp (C x VB); gc, beta, kd, eg,
+ * 1/eg (C each); lam, lamw (C x levels); one flag.  opencl.c computes the same size
+ * (arena_floats). */
 __kernel void lla_forward(
     __global const float *qb, long qo, long4 qs,
     __global const float *kb, long ko, long4 ks,
@@ -193,13 +189,13 @@ __kernel void lla_forward(
     int variant, int hier, int nl, int H, int group, int K, int V, int C, int nvb, int gvec,
     long seqlen, float scale, __local float *arena) {
     const int lid = (int)get_local_id(0), nloc = (int)get_local_size(0);
-    const int VB = 8 * nloc, Vp = (V + 7) & ~7, Kp = (K + 7) & ~7;
+    const int VB = VW * nloc, Vp = (V + VW - 1) / VW * VW, Kp = (K + 7) & ~7;
     const long grp = (long)get_group_id(0);
     const int vblk = (int)(grp % nvb), h = (int)((grp / nvb) % H);
     const long b = grp / nvb / H;
-    /* the group's columns: gvec float8 vectors (the other work-items only help with the
-     * shared loads; the local size stays fixed so that PoCL compiles the kernel once) */
-    const int col0 = (vblk * gvec + lid) * 8, active = lid < gvec && col0 < V, hq = h / group;
+    /* the group's columns: gvec 16-column vectors (the other work-items only help with the
+     * shared work; the local size stays fixed so that PoCL compiles the kernel once) */
+    const int col0 = (vblk * gvec + lid) * VW, active = lid < gvec && col0 < V, hq = h / group;
     const int gdn = variant == LLA_GDN;
     const long KV = (long)K * V, KVp = (long)K * Vp;
     const long user_head = (b * H + h) * (long)nl * KV; /* caller's state layout */
@@ -207,15 +203,18 @@ __kernel void lla_forward(
                          *lam = lb + lo, *beta = bb + bo;
     __global float *o = ob + oo;
     __global float *W = wsb + wso + (b * H + h) * (long)nl * KVp + col0;
-    __local float *lq = arena, *lk = lq + C * Kp, *lqt = lk + C * Kp, *lw = lqt + C * Kp;
+    __local float *lq = arena, *lk = lq + C * Kp, *lks = lk + C * Kp, *lqt = lks + C * Kp;
+    __local float *lqs = lqt + C * Kp, *lw = lqs + C * Kp;
     __local float *lcoef = lw + (gdn ? C * Kp : 0), *lgram = lcoef + C * C;
     __local float *lagam = lgram + (gdn ? C * C : 0), *lv = lagam + (gdn ? C * C : 0);
-    __local float *ltmp = lv + C * VB, *lgc = ltmp + (gdn ? C * VB : 0), *lbeta = lgc + C;
-    __local float *lkd = lbeta + C, *leg = lkd + C, *llam = leg + C, *llamw = llam + C * nl;
-    __local float *myv = lv + 8 * lid, *mytmp = ltmp + 8 * lid;
+    __local float *lout = lv + C * VB, *ltmp = lout + C * VB;
+    __local float *lgc = ltmp + (gdn ? C * VB : 0), *lbeta = lgc + C, *lkd = lbeta + C;
+    __local float *leg = lkd + C, *lieg = leg + C, *llam = lieg + C;
+    __local float *llamw = llam + C * nl, *lratio = llamw + C * nl;
+    __local float *myv = lv + VW * lid, *myout = lout + VW * lid, *mytmp = ltmp + VW * lid;
     long tb, start, end, p0, stop, c0, c1;
     ulong live = 0;
-    int l, d, i, j, e, x;
+    int l, d, i, j, x;
 
     if (has_seq) {
         tb = 0;
@@ -237,17 +236,18 @@ __kernel void lla_forward(
             for (l = 0; l < nl; ++l) {
                 if (!lla_is_live(live, l)) continue;
                 for (d = 0; d < K; ++d)
-                    for (x = 0; x < 8; ++x)
+                    for (x = 0; x < VW; ++x)
                         W[l * KVp + (long)d * Vp + x] =
                             col0 + x < V ? ival[ivalo + user_head + l * KV + (long)d * V + col0 + x]
                                          : 0.0f;
             }
-        live = lla_regroup8(W, live, p0 - 1, p0, hier, nl, K, KVp, Vp, active);
+        live = lla_regroup16(W, live, p0 - 1, p0, hier, nl, K, KVp, Vp, active);
     }
 
-    /* Every barrier below sits at the top level of the chunk loop, whose trip count is the
-     * same for the whole work-group: no barrier inside a branch (some implementations,
-     * PoCL 3.1 among them, mis-schedule those even when the branch is uniform). */
+    /* Every barrier below sits at the top level of the chunk loop (or of the level loop
+     * inside it), whose trip counts are the same for the whole work-group: no barrier
+     * inside a branch (some implementations, PoCL 3.1 among them, mis-schedule those even
+     * when the branch is uniform). */
     for (c0 = p0; c0 < stop; c0 = c1) {
         const long tok0 = start + (c0 - p0);
         int L;
@@ -256,18 +256,21 @@ __kernel void lla_forward(
         L = (int)(c1 - c0);
 
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous chunk is done with local memory */
-        for (e = lid; e < L * Kp; e += nloc) {
-            long t = tok0 + e / Kp;
-            d = e % Kp;
-            lq[e] = d < K ? q[AT(qs, tb, t, hq, d)] : 0.0f;
-            lk[e] = d < K ? k[AT(ks, tb, t, hq, d)] : 0.0f;
+        for (i = 0; i < L; ++i) { /* row pointers once per token: no index math per element */
+            __global const float *qr = q + AT(qs, tb, tok0 + i, hq, 0);
+            __global const float *kr = k + AT(ks, tb, tok0 + i, hq, 0);
+            __global const float *lr = lam + AT(ls, tb, tok0 + i, h, 0);
+            __global const float *vr = vv + AT(vs, tb, tok0 + i, h, 0);
+            for (d = lid; d < Kp; d += nloc) {
+                lq[i * Kp + d] = d < K ? qr[d * qs.s3] : 0.0f;
+                lk[i * Kp + d] = d < K ? kr[d * ks.s3] : 0.0f;
+            }
+            for (l = lid; l < nl; l += nloc) llam[i * nl + l] = lr[l * ls.s3];
+            for (x = 0; x < VW; ++x)
+                myv[i * VB + x] = col0 + x < V ? vr[(col0 + x) * vs.s3] : 0.0f;
         }
-        for (e = lid; e < L * nl; e += nloc) llam[e] = lam[AT(ls, tb, tok0 + e / nl, h, e % nl)];
-        for (i = 0; i < L; ++i)
-            for (x = 0; x < 8; ++x)
-                myv[i * VB + x] = col0 + x < V ? vv[AT(vs, tb, tok0 + i, h, col0 + x)] : 0.0f;
         if (lid == 0) {
-            float s = 0.0f;
+            float s = 0.0f, lo_eg = 1.0f, hi_eg = 1.0f;
             for (i = 0; i < L; ++i) {
                 s += g[AT(gs, tb, tok0 + i, h, 0)];
                 lgc[i] = s; /* chunk-local cumulative gate: every exponent below is <= 0 */
@@ -276,70 +279,76 @@ __kernel void lla_forward(
             for (i = 0; i < L; ++i) {
                 lkd[i] = exp(s - lgc[i]); /* decay from token i to the chunk's end */
                 leg[i] = exp(lgc[i]);     /* decay from the chunk's start to token i */
+                lo_eg = fmin(lo_eg, leg[i]);
+                hi_eg = fmax(hi_eg, leg[i]);
             }
+            /* exp(gc_i - gc_j) = eg_i / eg_j to a few ulp while no eg under- or overflows
+             * (one exp per token instead of one per pair); else exp per pair */
+            lratio[0] = lo_eg > 1e-30f && hi_eg < 1e30f ? 1.0f : 0.0f;
+            for (i = 0; i < L; ++i) lieg[i] = 1.0f / leg[i];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* (a) intra coefficients, zero above the diagonal.
+        /* (a) intra coefficients, zero above the diagonal, one row per work-item; keys
+         * scaled to the chunk end (ks) for the summaries.
          * Mamba-2: coef[i][j] = lambda scale (q_i.k_j) exp(gc_i - gc_j), q~ = scale exp(gc) q.
          * GDN: coef[i][j] = q_i.k_j (j <= i) and gram[i][j] = k_i.k_j (j < i). */
-        for (e = lid; e < L * L; e += nloc) {
-            float sq = 0.0f, sk = 0.0f;
-            i = e / L;
-            j = e % L;
-            if (j <= i) {
-                float8 aq = 0.0f, ak = 0.0f;
-                for (d = 0; d < Kp; d += 8) {
-                    const float8 kj = vload8(0, lk + j * Kp + d);
-                    aq += vload8(0, lq + i * Kp + d) * kj;
-                    if (gdn) ak += vload8(0, lk + i * Kp + d) * kj;
+        {
+            const int by_ratio = lratio[0] != 0.0f;
+            for (i = lid; i < L; i += nloc) {
+                __local const float *qi = lq + i * Kp, *ki = lk + i * Kp;
+                const float eg = leg[i];
+                for (j = 0; j <= i; ++j) {
+                    const float qk = lla_dot_local(qi, lk + j * Kp, Kp);
+                    if (gdn) {
+                        lcoef[i * C + j] = qk;
+                        lgram[i * C + j] = j < i ? lla_dot_local(ki, lk + j * Kp, Kp) : 0.0f;
+                    } else {
+                        const float decay = by_ratio ? eg * lieg[j] : exp(lgc[i] - lgc[j]);
+                        lcoef[i * C + j] =
+                            llam[i * nl + lla_level(hier, c0 + i, c0 + j)] * scale * qk * decay;
+                    }
                 }
-                sq = lla_hsum8(aq);
-                sk = lla_hsum8(ak);
-            }
-            if (gdn) {
-                lcoef[i * C + j] = sq;
-                lgram[i * C + j] = j < i ? sk : 0.0f;
-            } else {
-                lcoef[i * C + j] = j <= i ? llam[i * nl + lla_level(hier, c0 + i, c0 + j)] *
-                                                scale * sq * exp(lgc[i] - lgc[j])
-                                          : 0.0f;
+                for (; j < L; ++j) lcoef[i * C + j] = 0.0f;
+                for (d = 0; d < Kp; d += 8) {
+                    vstore8(lkd[i] * vload8(0, ki + d), 0, lks + i * Kp + d);
+                    if (!gdn) vstore8((scale * eg) * vload8(0, qi + d), 0, lqt + i * Kp + d);
+                }
             }
         }
-        if (!gdn)
-            for (e = lid; e < L * Kp; e += nloc) lqt[e] = scale * leg[e / Kp] * lq[e];
         barrier(CLK_LOCAL_MEM_FENCE);
         /* GDN: WY vectors w_i = beta_i (k_i - sum_{j<i} gram[i][j] w_j) (columns d are
          * independent), and the gated A: agam[i][j] = beta_i gram[i][j] exp(gc_i - gc_j) */
         if (gdn) {
+            const int by_ratio = lratio[0] != 0.0f;
             for (d = lid; d < Kp; d += nloc)
                 for (i = 0; i < L; ++i) {
                     float s = lk[i * Kp + d];
                     for (j = 0; j < i; ++j) s -= lgram[i * C + j] * lw[j * Kp + d];
                     lw[i * Kp + d] = d < K ? lbeta[i] * s : 0.0f;
                 }
-            for (e = lid; e < L * L; e += nloc) {
-                i = e / L;
-                j = e % L;
-                lagam[i * C + j] =
-                    j < i ? lbeta[i] * lgram[i * C + j] * exp(lgc[i] - lgc[j]) : 0.0f;
-            }
+            for (i = lid; i < L; i += nloc)
+                for (j = 0; j < L; ++j)
+                    lagam[i * C + j] =
+                        j < i ? lbeta[i] * lgram[i * C + j] *
+                                    (by_ratio ? leg[i] * lieg[j] : exp(lgc[i] - lgc[j]))
+                              : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         /* GDN: q~_i = scale exp(gc_i) (q_i - sum_{j<=i} (q_i.k_j) w_j) */
         if (gdn)
-            for (e = lid; e < L * Kp; e += nloc) {
-                float s = lq[e];
-                i = e / Kp;
-                d = e % Kp;
-                for (j = 0; j <= i; ++j) s -= lcoef[i * C + j] * lw[j * Kp + d];
-                lqt[e] = scale * leg[i] * s;
-            }
+            for (i = lid; i < L; i += nloc)
+                for (d = 0; d < Kp; d += 8) {
+                    float8 s8 = vload8(0, lq + i * Kp + d);
+                    for (j = 0; j <= i; ++j) s8 -= lcoef[i * C + j] * vload8(0, lw + j * Kp + d);
+                    vstore8((scale * leg[i]) * s8, 0, lqt + i * Kp + d);
+                }
         barrier(CLK_LOCAL_MEM_FENCE);
         /* GDN: row i of X = tril(QK^T) (I + A)^-1, A[m][j] = beta_m gram[m][j]:
          * x_j = QK[i][j] - sum_{m=j+1..i} x_m A[m][j]; x_j is the ungated
          * q_i^T (I - b_i k_i k_i^T) ... (I - b_{j+1} k_{j+1} k_{j+1}^T) k_j */
-        if (gdn)
+        if (gdn) {
+            const int by_ratio = lratio[0] != 0.0f;
             for (i = lid; i < L; i += nloc) {
                 __local float *xr = lcoef + i * C;
                 int m;
@@ -350,56 +359,38 @@ __kernel void lla_forward(
                 }
                 for (j = 0; j <= i; ++j)
                     xr[j] *= llam[i * nl + lla_level(hier, c0 + i, c0 + j)] * scale *
-                             exp(lgc[i] - lgc[j]) * lbeta[j];
+                             (by_ratio ? leg[i] * lieg[j] : exp(lgc[i] - lgc[j])) * lbeta[j];
             }
-        /* lambda weight of every live set of W for every target of the chunk */
-        for (e = lid; e < L * nl; e += nloc) {
-            float w = 0.0f;
-            i = e / nl;
-            l = e % nl;
-            if (l >= 1 && lla_is_live(live, l))
-                w = llam[i * nl + lla_level(hier, c0 + i, lla_level_start(hier, l, c0))];
-            llamw[e] = w;
         }
+        /* lambda weight of every live set of W for every target of the chunk */
+        for (i = lid; i < L; i += nloc)
+            for (l = 0; l < nl; ++l)
+                llamw[i * nl + l] =
+                    l >= 1 && lla_is_live(live, l)
+                        ? llam[i * nl + lla_level(hier, c0 + i, lla_level_start(hier, l, c0))]
+                        : 0.0f;
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* (a) + (b): outputs of this work-item's columns, four targets at a time; rows
-         * past L repeat row L-1 and are not stored */
+        /* (a) intra outputs of this work-item's columns: out = coef V (lower triangle) */
+        if (active) lla_mm_ll(myout, VB, 0, lcoef, C, 1, myv, VB, L, 1, 1);
+        /* (b) inter: out += sum over live sets l of diag(lamw[:, l]) q~ W_l, with the
+         * level's weights folded into the queries (qs) so the tile accumulates across
+         * levels in local memory */
+        for (l = 1; l < nl; ++l) {
+            if (!lla_is_live(live, l)) continue; /* uniform: live is the same everywhere */
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (i = lid; i < L; i += nloc) {
+                const float w = llamw[i * nl + l];
+                for (d = 0; d < Kp; d += 8)
+                    vstore8(w * vload8(0, lqt + i * Kp + d), 0, lqs + i * Kp + d);
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (active) lla_mm_lg(myout, VB, 1, lqs, Kp, 1, W + l * KVp, Vp, L, K, 0);
+        }
         if (active)
-            for (i = 0; i < L; i += 4) {
-                const int r0 = i, r1 = min(i + 1, L - 1), r2 = min(i + 2, L - 1),
-                          r3 = min(i + 3, L - 1);
-                float8 a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-                float out[8];
-                int r;
-                for (j = 0; j <= r3; ++j) {
-                    const float8 vj = vload8(0, myv + j * VB);
-                    a0 += lcoef[r0 * C + j] * vj;
-                    a1 += lcoef[r1 * C + j] * vj;
-                    a2 += lcoef[r2 * C + j] * vj;
-                    a3 += lcoef[r3 * C + j] * vj;
-                }
-                for (l = 1; l < nl; ++l) {
-                    __global const float *wl = W + l * KVp;
-                    float8 p0v = 0.0f, p1v = 0.0f, p2v = 0.0f, p3v = 0.0f;
-                    if (!lla_is_live(live, l)) continue;
-                    for (d = 0; d < K; ++d) {
-                        const float8 w = vload8(0, wl + (long)d * Vp);
-                        p0v += lqt[r0 * Kp + d] * w;
-                        p1v += lqt[r1 * Kp + d] * w;
-                        p2v += lqt[r2 * Kp + d] * w;
-                        p3v += lqt[r3 * Kp + d] * w;
-                    }
-                    a0 += llamw[r0 * nl + l] * p0v;
-                    a1 += llamw[r1 * nl + l] * p1v;
-                    a2 += llamw[r2 * nl + l] * p2v;
-                    a3 += llamw[r3 * nl + l] * p3v;
-                }
-                for (r = 0; r < 4 && i + r < L; ++r) {
-                    vstore8(r == 0 ? a0 : r == 1 ? a1 : r == 2 ? a2 : a3, 0, out);
-                    for (x = 0; x < 8 && col0 + x < V; ++x)
-                        o[AT(os, tb, tok0 + i + r, h, col0 + x)] = out[x];
-                }
+            for (i = 0; i < L; ++i) {
+                __global float *orow = o + AT(os, tb, tok0 + i, h, 0);
+                for (x = 0; x < VW && col0 + x < V; ++x) orow[(col0 + x) * os.s3] = myout[i * VB + x];
             }
 
         /* (c) advance to the next chunk's first target, or to the last token for a
@@ -407,16 +398,25 @@ __kernel void lla_forward(
         if (c1 < stop || has_final) {
             const long target = c1 < stop ? c1 : c1 - 1;
             const float decay = leg[L - 1];
-            live = lla_regroup8(W, live, c0, target, hier, nl, K, KVp, Vp, active);
+            live = lla_regroup16(W, live, c0, target, hier, nl, K, KVp, Vp, active);
             if (active)
                 for (l = 0; l < nl; ++l) {
                     __global float *wl = W + l * KVp;
                     if (!lla_is_live(live, l)) continue;
                     if (gdn) {
-                        lla_gdn_transition8(wl, Vp, L, K, Kp, decay, lk, lw, mytmp, VB);
-                    } else {
-                        for (d = 0; d < K; ++d)
-                            vstore8(decay * vload8(0, wl + (long)d * Vp), 0, wl + (long)d * Vp);
+                        /* W = exp(gc_last) (W - sum_j k_j (w_j^T W)): tmp = -w W,
+                         * W += k^T tmp */
+                        lla_mm_lg(mytmp, VB, 0, lw, Kp, 1, wl, Vp, L, K, 0);
+                        for (j = 0; j < L; ++j) {
+                            vstore8(-vload8(0, mytmp + j * VB), 0, mytmp + j * VB);
+                            vstore8(-vload8(1, mytmp + j * VB), 1, mytmp + j * VB);
+                        }
+                        lla_mm_gl(wl, Vp, 1, lk, 1, Kp, mytmp, VB, K, L, 0);
+                    }
+                    for (d = 0; d < K; ++d) {
+                        __global float *wr = wl + (long)d * Vp;
+                        vstore8(decay * vload8(0, wr), 0, wr);
+                        vstore8(decay * vload8(1, wr), 1, wr);
                     }
                 }
             /* the chunk's tokens, in runs that share a level for the target */
@@ -427,20 +427,28 @@ __kernel void lla_forward(
                     __global float *wd = W + dst * KVp;
                     const int keep = lla_is_live(live, dst);
                     if (!gdn) {
-                        lla_rank_update8(wd, Vp, keep, i, end_run, K, Kp, lk, lkd, myv, VB);
+                        /* W_dst (+)= sum_{r in run} exp(gc_last - gc_r) k_r v_r^T */
+                        lla_mm_gl(wd, Vp, keep, lks + i * Kp, 1, Kp, myv + i * VB, VB, K,
+                                  end_run - i, 0);
                     } else {
                         /* the chunk's delta rule from a zero state with values outside
                          * the run zero, in the UT form: u = (I + A o Gamma)^-1 (beta v)
                          * on rows >= i, then sum_r exp(gc_last - gc_r) k_r u_r */
                         int r, m;
                         for (r = i; r < L; ++r) {
-                            float8 u = r < end_run ? lbeta[r] * vload8(0, myv + r * VB)
-                                                   : (float8)0.0f;
-                            for (m = i; m < r; ++m)
-                                u -= lagam[r * C + m] * vload8(0, mytmp + m * VB);
-                            vstore8(u, 0, mytmp + r * VB);
+                            const float br = r < end_run ? lbeta[r] : 0.0f;
+                            float8 u0 = br * vload8(0, myv + r * VB);
+                            float8 u1 = br * vload8(1, myv + r * VB);
+                            for (m = i; m < r; ++m) {
+                                const float am = lagam[r * C + m];
+                                u0 -= am * vload8(0, mytmp + m * VB);
+                                u1 -= am * vload8(1, mytmp + m * VB);
+                            }
+                            vstore8(u0, 0, mytmp + r * VB);
+                            vstore8(u1, 1, mytmp + r * VB);
                         }
-                        lla_rank_update8(wd, Vp, keep, i, L, K, Kp, lk, lkd, mytmp, VB);
+                        lla_mm_gl(wd, Vp, keep, lks + i * Kp, 1, Kp, mytmp + i * VB, VB, K,
+                                  L - i, 0);
                     }
                 }
                 live |= (ulong)1 << dst;
@@ -453,7 +461,7 @@ __kernel void lla_forward(
         for (l = 0; l < nl; ++l) {
             const int on = lla_is_live(live, l);
             for (d = 0; d < K; ++d)
-                for (x = 0; x < 8 && col0 + x < V; ++x) {
+                for (x = 0; x < VW && col0 + x < V; ++x) {
                     const long at = user_head + l * KV + (long)d * V + col0 + x;
                     if (stop == p0) /* nothing consumed: the initial state (or an empty one) */
                         fval[fvalo + at] = has_init ? ival[ivalo + at] : 0.0f;

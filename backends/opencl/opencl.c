@@ -708,19 +708,22 @@ static void arg_mem(arg_setter *a, cl_mem m) { arg(a, sizeof m, &m); }
 typedef struct forward_plan {
     int C;           /* chunk length used (a power of two)                          */
     int nwi;         /* work-items per work-group (the local size)                  */
-    int gvec;        /* float8 column vectors per work-group (<= nwi work-items busy) */
+    int gvec;        /* float16 column vectors per work-group (<= nwi items busy)     */
     int nvb;         /* work-groups per (sequence, head)                            */
     size_t local_bytes;
 } forward_plan;
 
-/* Work-items per group of lla_forward.  One fixed size: PoCL compiles a kernel once per
- * local size (seconds for this one), and 8 x 8 = 64 value columns per group is the
- * models' head size (fewer columns leave work-items idle, more use several groups). */
-#define FORWARD_WORK_ITEMS 8
+/* Work-items per group of lla_forward, each owning 16 value columns (a float16).  One
+ * fixed size: PoCL compiles a kernel once per local size (seconds for this one), and
+ * 4 x 16 = 64 value columns per group is the models' head size (fewer columns leave
+ * work-items idle, more use several groups). */
+#define FORWARD_WORK_ITEMS 4
+#define COLUMNS_PER_ITEM 16
 /* Work-items per group of lla_decode (one value column each). */
 #define DECODE_WORK_ITEMS 32
 
 static int64_t round_up8(int64_t n) { return (n + 7) / 8 * 8; }
+static int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
 
 
 
@@ -729,10 +732,10 @@ static int arena_floats(const lla_problem *p, int64_t C, int64_t nwi, int64_t *o
     int64_t ck, cc, cv, cl, n;
     int gdn = p->variant == LLA_VARIANT_GDN;
     if (!lla__mul_ok(C, round_up8(p->dk), &ck) || !lla__mul_ok(C, C, &cc) ||
-        !lla__mul_ok(C, 8 * nwi, &cv) || !lla__mul_ok(C, p->levels, &cl) ||
-        !lla__mul_ok(ck, gdn ? 4 : 3, &n) || !lla__add_ok(n, cc * (gdn ? 3 : 1), &n) ||
-        !lla__add_ok(n, cv * (gdn ? 2 : 1), &n) || !lla__add_ok(n, 4 * C, &n) ||
-        !lla__add_ok(n, 2 * cl, &n))
+        !lla__mul_ok(C, COLUMNS_PER_ITEM * nwi, &cv) || !lla__mul_ok(C, p->levels, &cl) ||
+        !lla__mul_ok(ck, gdn ? 6 : 5, &n) || !lla__add_ok(n, cc * (gdn ? 3 : 1), &n) ||
+        !lla__add_ok(n, cv * (gdn ? 3 : 2), &n) || !lla__add_ok(n, 5 * C, &n) ||
+        !lla__add_ok(n, 2 * cl + 1, &n))
         return 0;
     *out = n;
     return 1;
@@ -752,7 +755,7 @@ static lla_status plan_forward(opencl_impl *im, const lla_problem *p, forward_pl
     budget = im->local_mem > im->forward_static_local
                  ? (size_t)(im->local_mem - im->forward_static_local)
                  : 0;
-    vecs = round_up8(p->dv) / 8; /* float8 column vectors per (sequence, head) */
+    vecs = round_up16(p->dv) / COLUMNS_PER_ITEM; /* column vectors per (sequence, head) */
     nwi = FORWARD_WORK_ITEMS;
     if (nwi > im->forward_wg_max) nwi = im->forward_wg_max;
     if (nwi == 0) nwi = 1;
@@ -801,13 +804,13 @@ static lla_status opencl_supports(lla_backend *self, const lla_problem *p, lla_d
 /* ------------------------------------------------------------------ forward */
 
 /* Workspace: the packed offsets (batch + 1 int64, padded to 64 bytes), then the carried
- * state [B][H][levels][dk][dv rounded up to 8] float. */
+ * state [B][H][levels][dk][dv rounded up to 16] float. */
 static int forward_layout(const lla_problem *p, size_t *offsets_bytes, size_t *total) {
     int64_t n;
     size_t state;
     *offsets_bytes = lla__round_up64((size_t)(p->batch + 1) * sizeof(cl_long));
     if (!lla__mul_ok(p->batch, p->heads, &n) || !lla__mul_ok(n, p->levels, &n) ||
-        !lla__mul_ok(n, p->dk, &n) || !lla__mul_ok(n, round_up8(p->dv), &n) ||
+        !lla__mul_ok(n, p->dk, &n) || !lla__mul_ok(n, round_up16(p->dv), &n) ||
         !lla__size_mul_ok((size_t)n, sizeof(float), &state) ||
         !lla__size_add_ok(state, *offsets_bytes, total))
         return 0;
