@@ -128,9 +128,10 @@ ulong lla_regroup16(__global float *W, ulong live, long from, long to, int hier,
  * a time: per j, one row (two float8) and four scalar broadcasts feed 64 multiply-adds.  Rows
  * past `rows` in the last group repeat row rows-1 (same value, stored twice).
  * OpenCL C 1.2 has no generic address space, so the memory spaces of out and x are
- * spelled out: LLA_MM(name, out space, x space). */
+ * spelled out: LLA_MM(name, out space, x space).  noinline: six call sites, and PoCL's
+ * work-group compilation of the kernel takes a quarter less time with one copy each. */
 #define LLA_MM(NAME, OUT_SPACE, X_SPACE)                                                     \
-    void NAME(OUT_SPACE float *out, int os, int accumulate, __local const float *a, int as,  \
+    __attribute__((noinline)) void NAME(OUT_SPACE float *out, int os, int accumulate, __local const float *a, int as,  \
               int aj, X_SPACE const float *x, int xs, int rows, int n, int nstep) {          \
         int i, j;                                                                            \
         for (i = 0; i < rows; i += 4) {                                                      \
@@ -321,11 +322,11 @@ __kernel void lla_forward(
          * independent), and the gated A: agam[i][j] = beta_i gram[i][j] exp(gc_i - gc_j) */
         if (gdn) {
             const int by_ratio = lratio[0] != 0.0f;
-            for (d = lid; d < Kp; d += nloc)
+            for (d = 8 * lid; d < Kp; d += 8 * nloc) /* 8 columns d at a time */
                 for (i = 0; i < L; ++i) {
-                    float s = lk[i * Kp + d];
-                    for (j = 0; j < i; ++j) s -= lgram[i * C + j] * lw[j * Kp + d];
-                    lw[i * Kp + d] = d < K ? lbeta[i] * s : 0.0f;
+                    float8 s8 = vload8(0, lk + i * Kp + d);
+                    for (j = 0; j < i; ++j) s8 -= lgram[i * C + j] * vload8(0, lw + j * Kp + d);
+                    vstore8(lbeta[i] * s8, 0, lw + i * Kp + d); /* padding: k is 0 there */
                 }
             for (i = lid; i < L; i += nloc)
                 for (j = 0; j < L; ++j)
