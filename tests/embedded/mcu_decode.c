@@ -25,6 +25,45 @@ static uint64_t state_memory[(DECODE_STATE_BYTES_MAX + 7u) / 8u];
 static float step_out[MAX_OUT];
 
 static int failures;
+static void check(int ok, const char *what, const char *name);
+
+#ifdef LLA_MEASURE_STACK
+/* Bare metal only (set by meson for freestanding builds): before a decode call, paint
+ * the free stack below the caller with a pattern; afterwards the lowest overwritten word
+ * marks the deepest stack use.  This touches memory no C object owns, which is normal
+ * on a bare-metal board and meaningless on a hosted OS, hence the guard. */
+#define STACK_PAINT_BYTES 8192u
+#define STACK_PATTERN 0xa5c3e1f7u
+static uintptr_t paint_low, paint_high;
+static size_t stack_max;
+
+static __attribute__((noinline)) void stack_paint(void) {
+    volatile uint32_t marker = 0;
+    uintptr_t high = ((uintptr_t)&marker - 64u) & ~(uintptr_t)3u, w;
+    paint_low = high - STACK_PAINT_BYTES;
+    paint_high = high;
+    for (w = paint_low; w < high; w += 4) *(volatile uint32_t *)w = STACK_PATTERN;
+}
+
+/* caller_frame: the address of a local of the function that calls lla_decode_step, so
+ * the figure is an upper bound on the stack below that caller. */
+static void stack_scan(const void *caller_frame) {
+    uintptr_t w = paint_low;
+    size_t used;
+    while (w < paint_high && *(volatile uint32_t *)w == STACK_PATTERN) w += 4;
+    if (w == paint_low) {
+        check(0, "stack measurement: paint region overrun", "stack");
+        return;
+    }
+    used = (size_t)((uintptr_t)caller_frame - w);
+    if (used > stack_max) stack_max = used;
+}
+#define STACK_PAINT() stack_paint()
+#define STACK_SCAN(frame) stack_scan(frame)
+#else
+#define STACK_PAINT() ((void)0)
+#define STACK_SCAN(frame) ((void)(frame))
+#endif
 
 static void check(int ok, const char *what, const char *name) {
     if (!ok) {
@@ -86,7 +125,9 @@ static void run_case(lla_backend *be, const decode_case *c) {
         lla_inputs x;
         lla_tensor o = lla_tensor_contiguous(step_out, LLA_DTYPE_F32, 1, c->heads, c->dv);
         token_inputs(c, t, &x);
+        STACK_PAINT();
         st = lla_decode_step(be, &p, &state, &x, o);
+        STACK_SCAN(&x);
         if (st != LLA_OK) {
             check(0, "lla_decode_step", c->name);
             printf("     at token %lld: %s\n", (long long)t, lla_status_str(st));
@@ -156,7 +197,9 @@ static void run_capacity(lla_backend *be, const decode_case *c) {
     if (st != LLA_OK) return;
     memcpy(before, state_memory, bytes);
     token_inputs(c, capacity, &x);
+    STACK_PAINT(); /* the refusal formats an error message: the deepest path */
     st = lla_decode_step(be, &p, &state, &x, o);
+    STACK_SCAN(&x);
     check(st == LLA_ERR_STATE, "capacity: token past the budget gives LLA_ERR_STATE", c->name);
     check(memcmp(before, state_memory, bytes) == 0, "capacity: refused step changes nothing",
           c->name);
@@ -181,6 +224,10 @@ int main(void) {
     for (i = 0; i < DECODE_CASE_COUNT; ++i) run_case(be, &decode_cases[i]);
     run_capacity(be, &decode_cases[0]);
     lla_backend_close(be);
+#ifdef LLA_MEASURE_STACK
+    printf("stack used by lla_decode_step (deepest call, incl. errors): <= %lu bytes\n",
+           (unsigned long)stack_max);
+#endif
 
     printf("mcu-decode: %s (%d failure%s)\n", failures ? "FAILED" : "PASSED", failures,
            failures == 1 ? "" : "s");

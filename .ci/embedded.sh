@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Embedded CI: every cross target, built warning-free with -Werror, tests under emulation.
+#   aarch64-linux-gnu   hosted, the full test suite under qemu-aarch64 (meson exe_wrapper)
+#   cortex-m4, -m7      freestanding (-Os): MCU decode test + symbol check, qemu-system-arm
+#   riscv32             freestanding (-Os): the same, qemu-system-riscv32
+# Fails if any build or test fails, or if the decode path's text on Cortex-M4 (-Os)
+# exceeds LLA_M4_DECODE_TEXT_BUDGET bytes (see docs/embedded.md for how it is measured).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+M4_BUDGET=${LLA_M4_DECODE_TEXT_BUDGET:-8192}
+JOBS=${LLA_CI_JOBS:-2}
+script_start=$SECONDS
+timings=()
+phase() { # phase NAME COMMAND...: runs a step, records its wall time
+    local name=$1 start=$SECONDS
+    shift
+    echo "=== $name"
+    "$@"
+    timings+=("$(printf '%-28s %4d s' "$name" $((SECONDS - start)))")
+}
+
+install_packages() {
+    local packages=(meson ninja-build pkg-config python3 gcc
+        gcc-aarch64-linux-gnu qemu-user libcmocka-dev:arm64
+        gcc-arm-none-eabi picolibc-arm-none-eabi qemu-system-arm
+        gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc)
+    local missing=() p
+    for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all packages present"
+        return
+    fi
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# build TARGET CROSSFILE MESON_OPTIONS...: fresh build dir, build, run its tests.
+build_and_test() {
+    local target=$1 cross=$2 dir=build-ci-$1
+    shift 2
+    rm -rf "$dir"
+    meson setup "$dir" --cross-file "tools/cross/$cross" -Dwerror=true "$@" >"$dir.setup.log" 2>&1 ||
+        { cat "$dir.setup.log"; return 1; }
+    ninja -C "$dir" -j"$JOBS"
+    meson test -C "$dir" --num-processes "$JOBS" --print-errorlogs
+    # The MCU test's own summary (per case errors), also on success.
+    if [ -f "$dir/meson-logs/testlog.txt" ]; then
+        grep -E "^(lla .* MCU decode test|mamba2|gdn|mcu-decode:)" "$dir/meson-logs/testlog.txt" || true
+    fi
+}
+
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    phase "install packages" install_packages
+fi
+
+phase "aarch64 (qemu-user)" build_and_test aarch64 aarch64-linux-gnu.ini -Dcuda=disabled -Dopencl=disabled
+phase "cortex-m4 (mps2-an386)" build_and_test m4 cortex-m4.ini -Dfreestanding=true -Dbuildtype=minsize
+phase "cortex-m7 (mps2-an500)" build_and_test m7 cortex-m7.ini -Dfreestanding=true -Dbuildtype=minsize
+phase "riscv32 (virt)" build_and_test rv32 riscv32.ini -Dfreestanding=true -Dbuildtype=minsize
+
+echo "=== decode path size (-Os, gc-sections)"
+for t in m7 rv32; do
+    python3 tools/cross/decode-size.py "build-ci-$t/tests/embedded/decode-min.map"
+done
+budget_ok=0
+python3 tools/cross/decode-size.py build-ci-m4/tests/embedded/decode-min.map --budget "$M4_BUDGET" ||
+    budget_ok=1
+
+echo "=== embedded CI timings"
+printf '%s\n' "${timings[@]}"
+echo "total: $((SECONDS - script_start)) s"
+if [ $budget_ok -ne 0 ]; then
+    echo "FAIL: the Cortex-M4 decode path grew past its text budget of $M4_BUDGET bytes"
+    exit 1
+fi
