@@ -36,6 +36,17 @@ static lla_status scalar_supports(lla_backend *self, const lla_problem *p, lla_d
     return LLA_OK;
 }
 
+#ifdef LLA_FREESTANDING
+/* Firmware decodes only: the chunkwise forward computes in double (double exp, soft-float
+ * on single-precision MCUs), and this table would link it into every image.  Without it
+ * lla_forward reports LLA_ERR_UNSUPPORTED; prefill by decoding (docs/embedded.md). */
+#define SCALAR_FORWARD_WORKSPACE NULL
+#define SCALAR_FORWARD NULL
+#else
+#define SCALAR_FORWARD_WORKSPACE lla__scalar_forward_workspace
+#define SCALAR_FORWARD lla__scalar_forward
+#endif
+
 const lla_backend_ops lla_scalar_ops = {
     /* name               */ "scalar",
     /* api_version        */ LLA_API_VERSION,
@@ -44,8 +55,8 @@ const lla_backend_ops lla_scalar_ops = {
     /* open               */ scalar_open,
     /* close              */ NULL,
     /* supports           */ scalar_supports,
-    /* forward_workspace  */ lla__scalar_forward_workspace,
-    /* forward            */ lla__scalar_forward,
+    /* forward_workspace  */ SCALAR_FORWARD_WORKSPACE,
+    /* forward            */ SCALAR_FORWARD,
     /* backward_workspace */ NULL, /* backward.c (separate work item) */
     /* backward           */ NULL, /* backward.c (separate work item) */
     /* decode_step        */ lla__scalar_decode_step,
