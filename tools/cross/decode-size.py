@@ -95,7 +95,7 @@ def main():
     print(f"  {'liblla.a total':<34} {total['text']:>7} {total['data']:>6} {total['bss']:>6}")
     print(f"  {'C runtime + libgcc (whole image)':<34} {runtime['text']:>7} "
           f"{runtime['data']:>6} {runtime['bss']:>6}")
-    print(f"  {'decode-min itself (static buffers)':<34} {program['text']:>7} "
+    print(f"  {'program objects (decode_min.o, crt0)':<34} {program['text']:>7} "
           f"{program['data']:>6} {program['bss']:>6}")
     if args.functions:
         for size, k, obj, section in sorted(functions, reverse=True):
