@@ -67,8 +67,10 @@ static void stack_scan(const void *caller_frame) {
 
 static void check(int ok, const char *what, const char *name) {
     if (!ok) {
+        const char *detail = lla_last_error();
         ++failures;
-        printf("FAIL %s: %s (%s)\n", name, what, lla_last_error());
+        printf("FAIL %s: %s%s%s%s\n", name, what, detail[0] ? " (" : "", detail,
+               detail[0] ? ")" : "");
     }
 }
 
