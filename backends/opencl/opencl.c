@@ -27,6 +27,7 @@
 #endif
 
 #include "backend.h"
+#include "check.h"
 #include "internal.h"
 
 #include <limits.h>
@@ -215,7 +216,7 @@ typedef struct opencl_impl {
     cl_context context;
     cl_command_queue queue;
     cl_program program;
-    cl_kernel k_forward, k_decode, k_positions;
+    cl_kernel k_forward, k_decode, k_positions, k_backward, k_group_sum;
     size_t forward_wg_max, decode_wg_max; /* CL_KERNEL_WORK_GROUP_SIZE */
     cl_ulong local_mem;                   /* device local memory, bytes */
     cl_ulong forward_static_local;        /* CL_KERNEL_LOCAL_MEM_SIZE of lla_forward */
@@ -270,6 +271,8 @@ static void release_impl(opencl_impl *im) {
     if (im->k_forward) clReleaseKernel(im->k_forward);
     if (im->k_decode) clReleaseKernel(im->k_decode);
     if (im->k_positions) clReleaseKernel(im->k_positions);
+    if (im->k_backward) clReleaseKernel(im->k_backward);
+    if (im->k_group_sum) clReleaseKernel(im->k_group_sum);
     if (im->program) clReleaseProgram(im->program);
     if (im->queue) clReleaseCommandQueue(im->queue);
     if (im->context) clReleaseContext(im->context);
@@ -404,7 +407,9 @@ static lla_status opencl_open(lla_backend *self, int device, const char *spec) {
     if ((st = build_program(im, devname)) != LLA_OK) goto fail;
     if ((st = make_kernel(im, "lla_forward", &im->k_forward)) != LLA_OK ||
         (st = make_kernel(im, "lla_decode", &im->k_decode)) != LLA_OK ||
-        (st = make_kernel(im, "lla_positions", &im->k_positions)) != LLA_OK)
+        (st = make_kernel(im, "lla_positions", &im->k_positions)) != LLA_OK ||
+        (st = make_kernel(im, "lla_backward", &im->k_backward)) != LLA_OK ||
+        (st = make_kernel(im, "lla_backward_group_sum", &im->k_group_sum)) != LLA_OK)
         goto fail;
     if ((err = clGetKernelWorkGroupInfo(im->k_forward, im->device, CL_KERNEL_WORK_GROUP_SIZE,
                                         sizeof im->forward_wg_max, &im->forward_wg_max, NULL)) !=
@@ -781,6 +786,9 @@ static lla_status plan_forward(opencl_impl *im, const lla_problem *p, forward_pl
     return LLA_OK;
 }
 
+typedef struct backward_plan backward_plan;
+static lla_status backward_layout(const lla_problem *p, backward_plan *out);
+
 /* The decode kernel needs no local memory: only the int ranges of its indices. */
 static lla_status check_decode_shape(const lla_problem *p) {
     if (p->dk > INT_MAX / 2 || p->dv > INT_MAX / 2 || p->heads > INT_MAX)
@@ -795,8 +803,7 @@ static lla_status opencl_supports(lla_backend *self, const lla_problem *p, lla_d
     if (dtype != LLA_DTYPE_F32)
         return lla__set_error(LLA_ERR_DTYPE, "opencl: only float32 tensors are supported, not %s",
                               lla_dtype_name(dtype));
-    if (op == LLA_OP_BACKWARD)
-        return lla__set_error(LLA_ERR_UNSUPPORTED, "opencl: backward is not implemented yet");
+    if (op == LLA_OP_BACKWARD) return backward_layout(p, NULL);
     if (op == LLA_OP_DECODE) return check_decode_shape(p);
     return plan_forward(impl_of(self), p, &plan);
 }
@@ -1048,24 +1055,229 @@ static lla_status opencl_decode_step(lla_backend *self, const lla_problem *p, ll
 
 /* ------------------------------------------------------------------ backward */
 
+/* The backward's workspace, in bytes from its start: the packed offsets, then one slice
+ * per (sequence, head) (the scalar backend's buffers in float: checkpoints, re-run states,
+ * dE, chunk buffers), then the dq and dk partials per value head [bt][T][H][K]. */
+struct backward_plan {
+    int64_t C, spacing, n_ckpt;
+    int64_t slice;          /* floats per (sequence, head) */
+    size_t offsets_bytes, slices_at, pq_at, pk_at, total;
+};
+
+static lla_status backward_layout(const lla_problem *p, backward_plan *out) {
+    backward_plan w;
+    int64_t longest, max_chunks, s, state, chunk_part, t, n, bt;
+    size_t bytes;
+    lla_status st = lla__check_problem(p, &longest);
+    if (st != LLA_OK) return st;
+    if ((st = check_decode_shape(p)) != LLA_OK) return st;
+    w.C = lla__chunk(p);
+    max_chunks = (longest + w.C - 1) / w.C + 1; /* + 1: an unaligned initial position */
+    s = 1;
+    while (s * s < max_chunks) ++s;
+    w.spacing = s;
+    w.n_ckpt = (max_chunks + s - 1) / s;
+    /* per pair: (n_ckpt + S) states + C*(11K + 3V + 2NL + 5) + (C+2)*K + 2V */
+    if (!lla__mul_ok(p->levels * p->dk, p->dv, &state) ||
+        !lla__mul_ok(w.n_ckpt + w.spacing, state, &n) ||
+        !lla__mul_ok(11 * p->dk + 3 * p->dv + 2 * p->levels + 5, w.C, &chunk_part) ||
+        !lla__mul_ok(w.C + 2, p->dk, &t) || !lla__add_ok(n, chunk_part, &n) ||
+        !lla__add_ok(n, t + 2 * p->dv, &n))
+        goto overflow;
+    w.slice = (n + 15) / 16 * 16;
+    w.offsets_bytes = lla__round_up64((size_t)(p->batch + 1) * sizeof(cl_long));
+    w.slices_at = w.offsets_bytes;
+    bt = p->seq_offsets ? 1 : p->batch;
+    if (!lla__mul_ok(p->batch * p->heads, w.slice, &n) ||
+        !lla__size_mul_ok((size_t)n, sizeof(float), &bytes) ||
+        !lla__size_add_ok(w.slices_at, bytes, &w.pq_at) || !lla__mul_ok(bt, p->seqlen, &n) ||
+        !lla__mul_ok(n, p->heads, &n) || !lla__mul_ok(n, p->dk, &n) ||
+        !lla__size_mul_ok((size_t)n, sizeof(float), &bytes) ||
+        !lla__size_add_ok(w.pq_at, lla__round_up64(bytes), &w.pk_at) ||
+        !lla__size_add_ok(w.pk_at, bytes, &w.total))
+        goto overflow;
+    if (out) *out = w;
+    return LLA_OK;
+overflow:
+    return lla__set_error(LLA_ERR_SHAPE, "opencl: backward workspace size overflows");
+}
+
 static lla_status opencl_backward_workspace(lla_backend *self, const lla_problem *p,
                                             lla_dtype dtype, size_t *bytes) {
+    backward_plan w;
+    lla_status st;
     (void)self;
-    (void)p;
     (void)dtype;
-    *bytes = 0;
+    if ((st = backward_layout(p, &w)) != LLA_OK) return st;
+    *bytes = w.total;
     return LLA_OK;
 }
 
-/* Present so that the registry never falls back to the scalar backward, which would
- * dereference device handles on the host. */
 static lla_status opencl_backward(lla_backend *self, const lla_problem *p, const lla_inputs *x,
                                   lla_tensor d_o, const lla_state *initial,
                                   const lla_state *d_final, const lla_grads *grads,
                                   lla_state *d_initial, void *workspace, size_t workspace_bytes) {
-    (void)self; (void)p; (void)x; (void)d_o; (void)initial; (void)d_final; (void)grads;
-    (void)d_initial; (void)workspace; (void)workspace_bytes;
-    return lla__set_error(LLA_ERR_UNSUPPORTED, "opencl: backward is not implemented yet");
+    opencl_impl *im = impl_of(self);
+    const int gdn = p->variant == LLA_VARIANT_GDN;
+    const int64_t bt = p->seq_offsets ? 1 : p->batch, T = p->seqlen;
+    const size_t values_off = lla_state_values_offset(p->batch);
+    dev_tensor tq, tk, tv, tg, tl, tb, tdo, tdq, tdk, tdv, tdg, tdl, tdb;
+    cl_mem ws_mem, init_mem = NULL, dfin_mem = NULL, dini_mem = NULL;
+    size_t ws_off, init_off = 0, dfin_off = 0, dini_off = 0, global, local = 1;
+    backward_plan w;
+    allocation *wa;
+    arg_setter a;
+    lla_status st;
+    cl_int err;
+
+    if ((st = backward_layout(p, &w)) != LLA_OK) return st;
+    if ((st = resolve_tensor(im, "q", &x->q, bt, T, p->qk_heads, p->dk, &tq)) != LLA_OK ||
+        (st = resolve_tensor(im, "k", &x->k, bt, T, p->qk_heads, p->dk, &tk)) != LLA_OK ||
+        (st = resolve_tensor(im, "v", &x->v, bt, T, p->heads, p->dv, &tv)) != LLA_OK ||
+        (st = resolve_tensor(im, "g", &x->g, bt, T, p->heads, 1, &tg)) != LLA_OK ||
+        (st = resolve_tensor(im, "lambda", &x->lambda, bt, T, p->heads, p->levels, &tl)) !=
+            LLA_OK ||
+        (st = resolve_tensor(im, "d_o", &d_o, bt, T, p->heads, p->dv, &tdo)) != LLA_OK ||
+        (st = resolve_tensor(im, "dq", &grads->dq, bt, T, p->qk_heads, p->dk, &tdq)) != LLA_OK ||
+        (st = resolve_tensor(im, "dk", &grads->dk, bt, T, p->qk_heads, p->dk, &tdk)) != LLA_OK ||
+        (st = resolve_tensor(im, "dv", &grads->dv, bt, T, p->heads, p->dv, &tdv)) != LLA_OK ||
+        (st = resolve_tensor(im, "dg", &grads->dg, bt, T, p->heads, 1, &tdg)) != LLA_OK ||
+        (st = resolve_tensor(im, "dlambda", &grads->dlambda, bt, T, p->heads, p->levels, &tdl)) !=
+            LLA_OK)
+        return st;
+    if (gdn) {
+        if ((st = resolve_tensor(im, "beta", &x->beta, bt, T, p->heads, 1, &tb)) != LLA_OK ||
+            (st = resolve_tensor(im, "dbeta", &grads->dbeta, bt, T, p->heads, 1, &tdb)) != LLA_OK)
+            return st;
+    } else {
+        tb = tg; /* unused by Mamba-2: any valid buffer (never written) */
+        tdb = tdg;
+    }
+    if (w.total > workspace_bytes)
+        return lla__set_error(LLA_ERR_WORKSPACE, "opencl: backward workspace too small");
+    if (!(wa = find_allocation(im, workspace, w.total, "workspace"))) return LLA_ERR_ARG;
+    ws_mem = wa->mem;
+    ws_off = (size_t)((uintptr_t)workspace - wa->base);
+    if (initial) {
+        if ((st = resolve_state(im, "initial state", initial, p, &init_mem, &init_off)) != LLA_OK)
+            return st;
+        if ((st = check_capacity(im, init_mem, init_off, p, 1, p->seqlen)) != LLA_OK) return st;
+    }
+    if (d_final &&
+        (st = resolve_state(im, "d_final state", d_final, p, &dfin_mem, &dfin_off)) != LLA_OK)
+        return st;
+    if (d_initial &&
+        (st = resolve_state(im, "d_initial state", d_initial, p, &dini_mem, &dini_off)) != LLA_OK)
+        return st;
+    if (p->seq_offsets) {
+        err = clEnqueueWriteBuffer(im->queue, ws_mem, CL_TRUE, ws_off,
+                                   (size_t)(p->batch + 1) * sizeof(cl_long), p->seq_offsets, 0,
+                                   NULL, NULL);
+        if (err != CL_SUCCESS)
+            return cl_fail(cl_status_of(err), "uploading the sequence offsets", err);
+    }
+
+    a.kernel = im->k_backward;
+    a.index = 0;
+    a.err = CL_SUCCESS;
+    arg_tensor(&a, &tq);
+    arg_tensor(&a, &tk);
+    arg_tensor(&a, &tv);
+    arg_tensor(&a, &tg);
+    arg_tensor(&a, &tl);
+    arg_tensor(&a, &tb);
+    arg_tensor(&a, &tdo);
+    arg_tensor(&a, &tdv);
+    arg_tensor(&a, &tdg);
+    arg_tensor(&a, &tdl);
+    arg_tensor(&a, &tdb);
+    arg_mem(&a, ws_mem);
+    arg_long(&a, (int64_t)(ws_off / sizeof(cl_long)));
+    arg_int(&a, p->seq_offsets != NULL);
+    arg_mem(&a, initial ? init_mem : ws_mem);
+    arg_long(&a, (int64_t)(init_off / sizeof(cl_long)));
+    arg_mem(&a, initial ? init_mem : ws_mem);
+    arg_long(&a, (int64_t)((init_off + values_off) / sizeof(float)));
+    arg_int(&a, initial != NULL);
+    arg_mem(&a, d_final ? dfin_mem : ws_mem);
+    arg_long(&a, (int64_t)((dfin_off + values_off) / sizeof(float)));
+    arg_int(&a, d_final != NULL);
+    arg_mem(&a, d_initial ? dini_mem : ws_mem);
+    arg_long(&a, (int64_t)((dini_off + values_off) / sizeof(float)));
+    arg_int(&a, d_initial != NULL);
+    arg_mem(&a, ws_mem);
+    arg_long(&a, (int64_t)((ws_off + w.slices_at) / sizeof(float)));
+    arg_long(&a, w.slice);
+    arg_long(&a, w.n_ckpt);
+    arg_long(&a, w.spacing);
+    arg_mem(&a, ws_mem);
+    arg_long(&a, (int64_t)((ws_off + w.pq_at) / sizeof(float)));
+    arg_mem(&a, ws_mem);
+    arg_long(&a, (int64_t)((ws_off + w.pk_at) / sizeof(float)));
+    arg_int(&a, (int)p->variant);
+    arg_int(&a, (int)p->hierarchy);
+    arg_int(&a, (int)p->levels);
+    arg_int(&a, (int)p->heads);
+    arg_int(&a, (int)(p->heads / p->qk_heads));
+    arg_int(&a, (int)p->dk);
+    arg_int(&a, (int)p->dv);
+    arg_int(&a, (int)w.C);
+    arg_long(&a, p->batch);
+    arg_long(&a, p->seqlen);
+    {
+        cl_float scale = (cl_float)p->scale;
+        arg(&a, sizeof scale, &scale);
+    }
+    if (a.err != CL_SUCCESS) return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_backward)", a.err);
+    global = (size_t)(p->batch * p->heads);
+    err = clEnqueueNDRangeKernel(im->queue, im->k_backward, 1, NULL, &global, &local, 0, NULL,
+                                 NULL);
+    if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_backward", err);
+
+    a.kernel = im->k_group_sum;
+    a.index = 0;
+    arg_mem(&a, ws_mem);
+    arg_long(&a, (int64_t)((ws_off + w.pq_at) / sizeof(float)));
+    arg_mem(&a, ws_mem);
+    arg_long(&a, (int64_t)((ws_off + w.pk_at) / sizeof(float)));
+    arg_tensor(&a, &tdq);
+    arg_tensor(&a, &tdk);
+    arg_long(&a, bt);
+    arg_long(&a, p->seqlen);
+    arg_int(&a, (int)p->heads);
+    arg_int(&a, (int)p->qk_heads);
+    arg_int(&a, (int)p->dk);
+    if (a.err != CL_SUCCESS)
+        return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_backward_group_sum)", a.err);
+    global = (size_t)(bt * p->seqlen * p->qk_heads);
+    err = clEnqueueNDRangeKernel(im->queue, im->k_group_sum, 1, NULL, &global, &local, 0, NULL,
+                                 NULL);
+    if (err != CL_SUCCESS)
+        return cl_fail(cl_status_of(err), "launching lla_backward_group_sum", err);
+
+    if (d_initial) { /* d_initial's positions = the initial state's */
+        a.kernel = im->k_positions;
+        a.index = 0;
+        arg_mem(&a, dini_mem);
+        arg_long(&a, (int64_t)(dini_off / sizeof(cl_long)));
+        arg_mem(&a, init_mem);
+        arg_long(&a, (int64_t)(init_off / sizeof(cl_long)));
+        arg_int(&a, 1);
+        arg_mem(&a, ws_mem);
+        arg_long(&a, 0);
+        arg_int(&a, 0);
+        arg_long(&a, 0);
+        arg_long(&a, p->batch);
+        if (a.err != CL_SUCCESS)
+            return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_positions)", a.err);
+        global = (size_t)p->batch;
+        err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, &local, 0,
+                                     NULL, NULL);
+        if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_positions", err);
+    }
+    err = clFlush(im->queue);
+    if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "clFlush", err);
+    return LLA_OK;
 }
 
 const lla_backend_ops lla_opencl_ops = {

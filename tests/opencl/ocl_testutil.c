@@ -60,9 +60,8 @@ void arena_free(dev_arena *a) {
     a->base = NULL;
 }
 
-void *arena_put(dev_arena *a, const void *host, size_t bytes) {
-    /* 4-byte aligned but never 64-byte aligned: offsets 4 mod 64 */
-    size_t at = ((a->used + 63) & ~(size_t)63) + 4;
+static void *put_at(dev_arena *a, const void *host, size_t bytes, size_t misalign) {
+    size_t at = ((a->used + 63) & ~(size_t)63) + misalign;
     char *dst;
     if (at > a->cap || bytes > a->cap - at) {
         fprintf(stderr, "arena_put: arena of %zu bytes is full\n", a->cap);
@@ -76,6 +75,11 @@ void *arena_put(dev_arena *a, const void *host, size_t bytes) {
     a->used = at + bytes;
     return dst;
 }
+
+/* 4-byte aligned but never 64-byte aligned: offsets 4 mod 64 */
+void *arena_put(dev_arena *a, const void *host, size_t bytes) { return put_at(a, host, bytes, 4); }
+
+void *arena_put8(dev_arena *a, const void *host, size_t bytes) { return put_at(a, host, bytes, 8); }
 
 size_t tensor_bytes(const lla_tensor *t, int64_t bt) {
     return (size_t)(bt * t->strides[0]) * lla_dtype_size(t->dtype);

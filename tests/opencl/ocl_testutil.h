@@ -26,8 +26,11 @@ typedef struct dev_arena {
 
 void arena_init(dev_arena *a, lla_backend *be, size_t cap);
 void arena_free(dev_arena *a);
-/* Copies bytes of host memory to the next free spot; returns its device pointer. */
+/* Copies bytes of host memory to the next free spot (offset 4 mod 64); returns its device
+ * pointer. */
 void *arena_put(dev_arena *a, const void *host, size_t bytes);
+/* The same at an offset 8 mod 64 (state blocks must be 8-byte aligned). */
+void *arena_put8(dev_arena *a, const void *host, size_t bytes);
 
 /* Bytes of a td-style tensor buffer: bt * strides[0] elements (what td_tensor allocates;
  * for contiguous tensors exactly the data). */

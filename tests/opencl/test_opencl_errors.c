@@ -1,7 +1,8 @@
 /*
  * test_opencl_errors.c - error paths specific to the opencl backend: device selection,
  * device memory handles, state capacity (checked on device data, nothing changed), tensor
- * bounds, unsupported dtypes and ops, and a kernel build failure carrying its build log.
+ * bounds, unsupported dtypes, backward argument checks, and a kernel build failure carrying
+ * its build log.
  */
 #define _POSIX_C_SOURCE 200112L
 #include <setjmp.h>
@@ -220,13 +221,25 @@ static void tensor_checks(void **state) {
     /* workspace from the host */
     expect(lla_forward(be, &p, &s.x, s.o, NULL, NULL, host, s.ws_bytes), LLA_ERR_ARG,
            "workspace");
-    /* float64 is not offered; backward is not implemented */
+    /* float64 is not offered */
     expect(lla_backend_supports(be, &p, LLA_DTYPE_F64, LLA_OP_FORWARD), LLA_ERR_DTYPE, "float32");
-    expect(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_BACKWARD), LLA_ERR_UNSUPPORTED,
-           "backward");
-    gr.dq = gr.dk = gr.dv = gr.dg = gr.dlambda = gr.dbeta = s.o;
-    expect(lla_backward(be, &p, &s.x, s.o, NULL, NULL, &gr, NULL, s.ws, s.ws_bytes),
-           LLA_ERR_UNSUPPORTED, "backward");
+    expect(lla_backend_supports(be, &p, LLA_DTYPE_F64, LLA_OP_BACKWARD), LLA_ERR_DTYPE, "float32");
+    /* backward: a host gradient tensor and a too small workspace are refused */
+    {
+        size_t bw_bytes = 0;
+        void *bw_ws = NULL;
+        assert_int_equal(lla_backward_workspace(be, &p, LLA_DTYPE_F32, &bw_bytes), LLA_OK);
+        assert_int_equal(lla_malloc(be, bw_bytes, &bw_ws), LLA_OK);
+        gr.dq = gr.dk = gr.dv = gr.dg = gr.dlambda = gr.dbeta = s.o;
+        gr.dk.data = host;
+        expect(lla_backward(be, &p, &s.x, s.o, NULL, NULL, &gr, NULL, bw_ws, bw_bytes),
+               LLA_ERR_ARG, "tensor dk");
+        gr.dk = s.o;
+        expect(lla_backward(be, &p, &s.x, s.o, NULL, NULL, &gr, NULL, bw_ws, bw_bytes / 2),
+               LLA_ERR_WORKSPACE, NULL);
+        lla_free(be, bw_ws);
+    }
+    assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_BACKWARD), LLA_OK);
     assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_FORWARD), LLA_OK);
     assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_DECODE), LLA_OK);
     /* nothing above ran: the output still holds the NaN fill it was uploaded with */
