@@ -6,7 +6,7 @@
 #      differential driver, when the tree has one) with LLA_REQUIRE_OPENCL=1, so a
 #      missing device fails instead of skipping
 #   4. the opencl suite again under AddressSanitizer + UBSan (leak detection on)
-#   5. prints lla-info and one lla-time-forward run (a record, never a pass/fail)
+#   5. prints lla-info and one lla-time run (a record, never a pass/fail)
 # PoCL compiles kernels on first use (about 10 s of CPU for the forward kernel); each
 # build's tests keep them in <build>/pocl-cache (POCL_CACHE_DIR, set by the test
 # environment), and the tests run one at a time so that only the first one compiles.
@@ -70,7 +70,7 @@ record() {
     export POCL_CACHE_DIR="$PWD/build-ci-opencl/pocl-cache"
     ./build-ci-opencl/tools/lla-info || return 1
     echo "load: $(cat /proc/loadavg 2>/dev/null || echo unknown); $(nproc) cores"
-    ./build-ci-opencl/tools/lla-time-forward --backend opencl --reps 3 || return 1
+    ./build-ci-opencl/tools/lla-time --backend opencl --reps 3 || return 1
 }
 
 # "N passed, N failed" over this script's meson test logs.
@@ -110,7 +110,7 @@ UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
     phase "opencl (ASan + UBSan)" build_and_test build-ci-opencl-asan \
     -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
     -Dc_args=-fno-sanitize-recover=undefined
-phase "record: lla-info, lla-time-forward" record
+phase "record: lla-info, lla-time" record
 
 echo "=== opencl timings"
 printf '%s\n' "${timings[@]}"

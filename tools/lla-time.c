@@ -1,16 +1,16 @@
 /*
- * lla-time-forward - times lla_forward on one backend (host or device memory alike):
- * random inputs in backend memory (lla_malloc + lla_upload), a warm-up call (for OpenCL it
- * also pays the kernel compilation), then --reps timed calls, each followed by
+ * lla-time - times lla_forward or lla_backward on one backend (host or device memory
+ * alike): random inputs in backend memory (lla_malloc + lla_upload), a warm-up call (for
+ * OpenCL it also pays the kernel compilation), then --reps timed calls, each followed by
  * lla_synchronize.  Prints the backend, the 1-minute load average (Linux) and the min /
- * median milliseconds.  A stand-in until lla-bench exists; numbers are benchmarks, never
- * test assertions.
+ * median milliseconds, wall and process CPU time.  A stand-in until lla-bench exists;
+ * numbers are benchmarks, never test assertions.
  *
- * usage: lla-time-forward [--backend SPEC] [--variant mamba2|gdn] [--hierarchy weak|strong]
- *                         [--B n] [--T n] [--H n] [--G n] [--K n] [--V n] [--chunk n]
- *                         [--reps n] [--threads n]
- * defaults: the backend from LLA_BACKEND, mamba2 weak, B=1 T=16384 H=8 G=1 K=128 V=64,
- * chunk 0 (backend default), 5 reps.
+ * usage: lla-time [--op forward|backward] [--backend SPEC] [--variant mamba2|gdn]
+ *                 [--hierarchy weak|strong] [--B n] [--T n] [--H n] [--G n] [--K n] [--V n]
+ *                 [--chunk n] [--reps n] [--threads n]
+ * defaults: forward, the backend from LLA_BACKEND, mamba2 weak, B=1 T=16384 H=8 G=1 K=128
+ * V=64, chunk 0 (backend default), 5 reps.
  */
 #define _POSIX_C_SOURCE 199309L
 
@@ -89,13 +89,14 @@ static double load_average(void) {
 int main(int argc, char **argv) {
     const char *spec = NULL;
     int64_t B = 1, T = 16384, H = 8, G = 1, K = 128, V = 64, chunk = 0;
-    int reps = 5, threads = 0, i;
+    int reps = 5, threads = 0, backward = 0, i;
     lla_variant variant = LLA_VARIANT_MAMBA2;
     lla_hierarchy hierarchy = LLA_HIERARCHY_WEAK;
     lla_backend *be;
     lla_problem p;
     lla_inputs x;
-    lla_tensor o;
+    lla_tensor o, d_o;
+    lla_grads gr;
     size_t ws_bytes = 0;
     void *ws = NULL;
     double *ms, *cpu_ms;
@@ -106,6 +107,8 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) goto usage;
         if (!strcmp(a, "--backend")) spec = v;
+        else if (!strcmp(a, "--op") && !strcmp(v, "forward")) backward = 0;
+        else if (!strcmp(a, "--op") && !strcmp(v, "backward")) backward = 1;
         else if (!strcmp(a, "--variant") && !strcmp(v, "mamba2")) variant = LLA_VARIANT_MAMBA2;
         else if (!strcmp(a, "--variant") && !strcmp(v, "gdn")) variant = LLA_VARIANT_GDN;
         else if (!strcmp(a, "--hierarchy") && !strcmp(v, "weak")) hierarchy = LLA_HIERARCHY_WEAK;
@@ -125,7 +128,7 @@ int main(int argc, char **argv) {
     if (reps < 1 || reps > 1000) goto usage;
 
     if ((st = lla_backend_open(spec, &be)) != LLA_OK) {
-        fprintf(stderr, "lla-time-forward: %s: %s\n", lla_status_str(st), lla_last_error());
+        fprintf(stderr, "lla-time: %s: %s\n", lla_status_str(st), lla_last_error());
         return 1;
     }
     if (threads) lla_backend_set_threads(be, threads);
@@ -133,8 +136,9 @@ int main(int argc, char **argv) {
     p.chunk = chunk;
     p.scale = 1.0 / sqrt((double)K);
     if ((st = lla_problem_check(&p)) != LLA_OK ||
-        (st = lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_FORWARD)) != LLA_OK) {
-        fprintf(stderr, "lla-time-forward: %s: %s\n", lla_status_str(st), lla_last_error());
+        (st = lla_backend_supports(be, &p, LLA_DTYPE_F32,
+                                   backward ? LLA_OP_BACKWARD : LLA_OP_FORWARD)) != LLA_OK) {
+        fprintf(stderr, "lla-time: %s: %s\n", lla_status_str(st), lla_last_error());
         return 1;
     }
     if (!make_tensor(be, B, T, G, K, -0.2f, 0.2f, &seed, &x.q) ||
@@ -143,13 +147,21 @@ int main(int argc, char **argv) {
         !make_tensor(be, B, T, H, 1, -0.1f, -0.001f, &seed, &x.g) ||
         !make_tensor(be, B, T, H, p.levels, 0.5f, 1.0f, &seed, &x.lambda) ||
         !make_tensor(be, B, T, H, 1, 0.1f, 0.9f, &seed, &x.beta) ||
-        !make_tensor(be, B, T, H, V, 0.0f, 0.0f, &seed, &o)) {
-        fprintf(stderr, "lla-time-forward: allocating the tensors: %s\n", lla_last_error());
+        !make_tensor(be, B, T, H, V, 0.0f, 0.0f, &seed, &o) ||
+        (backward && (!make_tensor(be, B, T, H, V, -1.0f, 1.0f, &seed, &d_o) ||
+                      !make_tensor(be, B, T, G, K, 0.0f, 0.0f, &seed, &gr.dq) ||
+                      !make_tensor(be, B, T, G, K, 0.0f, 0.0f, &seed, &gr.dk) ||
+                      !make_tensor(be, B, T, H, V, 0.0f, 0.0f, &seed, &gr.dv) ||
+                      !make_tensor(be, B, T, H, 1, 0.0f, 0.0f, &seed, &gr.dg) ||
+                      !make_tensor(be, B, T, H, p.levels, 0.0f, 0.0f, &seed, &gr.dlambda) ||
+                      !make_tensor(be, B, T, H, 1, 0.0f, 0.0f, &seed, &gr.dbeta)))) {
+        fprintf(stderr, "lla-time: allocating the tensors: %s\n", lla_last_error());
         return 1;
     }
-    if ((st = lla_forward_workspace(be, &p, LLA_DTYPE_F32, &ws_bytes)) != LLA_OK ||
+    if ((st = backward ? lla_backward_workspace(be, &p, LLA_DTYPE_F32, &ws_bytes)
+                       : lla_forward_workspace(be, &p, LLA_DTYPE_F32, &ws_bytes)) != LLA_OK ||
         (ws_bytes && (st = lla_malloc(be, ws_bytes, &ws)) != LLA_OK)) {
-        fprintf(stderr, "lla-time-forward: workspace: %s\n", lla_last_error());
+        fprintf(stderr, "lla-time: workspace: %s\n", lla_last_error());
         return 1;
     }
     ms = (double *)malloc((size_t)reps * sizeof *ms);
@@ -157,10 +169,11 @@ int main(int argc, char **argv) {
     if (!ms || !cpu_ms) return 1;
     for (i = -1; i < reps; ++i) { /* i = -1: warm-up */
         double t0 = now_s(), c0 = cpu_s();
-        if ((st = lla_forward(be, &p, &x, o, NULL, NULL, ws, ws_bytes)) != LLA_OK ||
+        if ((st = backward ? lla_backward(be, &p, &x, d_o, NULL, NULL, &gr, NULL, ws, ws_bytes)
+                           : lla_forward(be, &p, &x, o, NULL, NULL, ws, ws_bytes)) != LLA_OK ||
             (st = lla_synchronize(be)) != LLA_OK) {
-            fprintf(stderr, "lla-time-forward: forward: %s: %s\n", lla_status_str(st),
-                    lla_last_error());
+            fprintf(stderr, "lla-time: %s: %s: %s\n", backward ? "backward" : "forward",
+                    lla_status_str(st), lla_last_error());
             return 1;
         }
         if (i >= 0) {
@@ -179,8 +192,8 @@ int main(int argc, char **argv) {
            (long long)H, (long long)G, (long long)K, (long long)V, (long long)p.levels,
            (long long)chunk);
     printf("load      %.2f (1-minute load average before the last run)\n", load_average());
-    printf("forward   min %.2f ms, median %.2f ms over %d runs (wall)\n", ms[0], ms[reps / 2],
-           reps);
+    printf("%-9s min %.2f ms, median %.2f ms over %d runs (wall)\n",
+           backward ? "backward" : "forward", ms[0], ms[reps / 2], reps);
     printf("cpu       min %.2f ms, median %.2f ms (process CPU time, all threads)\n", cpu_ms[0],
            cpu_ms[reps / 2]);
     free(ms);
@@ -193,11 +206,20 @@ int main(int argc, char **argv) {
     lla_free(be, x.lambda.data);
     lla_free(be, x.beta.data);
     lla_free(be, o.data);
+    if (backward) {
+        lla_free(be, d_o.data);
+        lla_free(be, gr.dq.data);
+        lla_free(be, gr.dk.data);
+        lla_free(be, gr.dv.data);
+        lla_free(be, gr.dg.data);
+        lla_free(be, gr.dlambda.data);
+        lla_free(be, gr.dbeta.data);
+    }
     lla_backend_close(be);
     return 0;
 usage:
-    fprintf(stderr, "usage: lla-time-forward [--backend SPEC] [--variant mamba2|gdn] "
-                    "[--hierarchy weak|strong] [--B n] [--T n] [--H n] [--G n] [--K n] [--V n] "
+    fprintf(stderr, "usage: lla-time [--op forward|backward] [--backend SPEC] "
+                    "[--variant mamba2|gdn] [--hierarchy weak|strong] [--B n] [--T n] [--H n] [--G n] [--K n] [--V n] "
                     "[--chunk n] [--reps n] [--threads n]\n");
     return 2;
 }
