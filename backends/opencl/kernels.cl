@@ -3,16 +3,18 @@
  * embed_cl.py at build time; opencl.c builds them once per backend handle).
  *
  * Forward (lla_forward): the chunkwise sweep of docs/algorithms.md, ported from the scalar
- * backend.  One work-group per (sequence, head, block of VB value columns); work-item
- * `lid` owns value column v = block * VB + lid.  Everything the sweep does is separable
- * in the value columns (transitions act on the key side), so a work-item touches only its
- * own column of the carried state and of the outputs: no global-memory races, and the
- * only barriers guard the chunk data shared through local memory.  Per chunk:
+ * backend.  One work-group per (sequence, head, block of value columns); each work-item
+ * owns 16 value columns.  Everything the sweep does is separable in the value columns
+ * (transitions act on the key side), so a work-item touches only its own columns of the
+ * carried state and of the outputs: no global-memory races, and the only barriers guard
+ * the chunk data shared through local memory.  Per chunk:
  *   (a) intra: the L x L coefficient block (GDN through the UT/WY form, SPEC 4.4);
  *   (b) inter: target t reads lambda[t, level(t, first source of set l)] q~_t^T W_l;
  *   (c) advance: regroup the level sets to the next target, apply the chunk's transition,
  *       add the chunk's tokens at their levels for that target.
- * The carried state W lives in the caller's workspace, [B][H][levels][dk][dv] float.
+ * The carried state W lives in the caller's workspace, [B][H][levels][dk][dv rounded up
+ * to 16] float.  Decode (lla_decode, lla_positions) follows; the backward is in
+ * backward.cl, appended to this file at build time.
  *
  * All arithmetic is float32.  Tensors are strided views: element (b,t,h,d) of a tensor
  * with element offset off and strides s is at off + b*s.s0 + t*s.s1 + h*s.s2 + d*s.s3

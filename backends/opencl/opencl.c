@@ -1,6 +1,7 @@
 /*
- * opencl.c - the opencl backend: host side (C99).  Kernels: kernels.cl, embedded at build
- * time as the byte array lla_opencl_kernels_source (embed_cl.py).
+ * opencl.c - the opencl backend: host side (C99).  Kernels: kernels.cl (forward, decode)
+ * and backward.cl, embedded at build time as one byte array, lla_opencl_kernels_source
+ * (embed_cl.py).  docs/backends-opencl.md describes the whole backend.
  *
  * Devices.  Every device of every platform, numbered flat in platform order; "opencl"
  * opens the first GPU or accelerator (else device 0), "opencl:N" the flat device N,
@@ -15,8 +16,8 @@
  * non-canonical on 64-bit hosts: a device pointer passed to host code faults at once.
  * Each tensor's whole addressed range is checked against its allocation before a launch.
  *
- * Calls.  forward and decode_step enqueue their kernels and return (the queue is in
- * order); lla_download and lla_synchronize wait.  Checks that need device data (state
+ * Calls.  forward, backward and decode_step enqueue their kernels and return (the queue
+ * is in order); lla_download and lla_synchronize wait.  Checks that need device data (state
  * positions) read it back first, so a rejected call changes nothing.
  */
 #define CL_TARGET_OPENCL_VERSION 120
@@ -73,7 +74,7 @@ static const char *cl_error_name(cl_int err) {
     case CL_INVALID_EVENT_WAIT_LIST: return "CL_INVALID_EVENT_WAIT_LIST";
     case CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST:
         return "CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST";
-    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR (no OpenCL driver (ICD) is installed)";
+    case -1001: return "CL_PLATFORM_NOT_FOUND_KHR: no OpenCL driver (ICD) is installed";
     default: return "unknown OpenCL error";
     }
 }
