@@ -186,6 +186,30 @@ static lla_status opencl_probe(char *why, size_t len, int *device_count) {
     return LLA_OK;
 }
 
+/* "auto" takes OpenCL only for a GPU or accelerator: on CPU-only drivers such as PoCL
+ * the openmp backend is the faster CPU path (docs/benchmarks.md), and auto must not
+ * push callers into device memory for no gain.  "opencl" by name still opens them. */
+static lla_status opencl_auto_pick(char *why, size_t len) {
+    device_list dl;
+    int i;
+    if (list_devices(&dl) != CL_SUCCESS) {
+        if (why && len) lla__snprintf(why, len, "no OpenCL platform");
+        return LLA_ERR_DEVICE;
+    }
+    for (i = 0; i < dl.total; ++i) {
+        cl_uint p = 0, d = 0;
+        cl_device_type t = 0;
+        flat_to_pd(&dl, i, &p, &d);
+        if (clGetDeviceInfo(dl.devices[p][d], CL_DEVICE_TYPE, sizeof t, &t, NULL) == CL_SUCCESS &&
+            (t & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)))
+            return LLA_OK;
+    }
+    if (why && len)
+        lla__snprintf(why, len, "only CPU OpenCL devices (%d); the CPU backends serve them "
+                      "better, select 'opencl' by name to use it", dl.total);
+    return LLA_ERR_UNSUPPORTED;
+}
+
 static lla_status opencl_device_name(int device, char *buf, size_t len) {
     device_list dl;
     cl_uint p, d;
@@ -1302,4 +1326,5 @@ const lla_backend_ops lla_opencl_ops = {
     opencl_mem_zero,
     opencl_synchronize,
     NULL, /* set_threads */
+    opencl_auto_pick,
 };
