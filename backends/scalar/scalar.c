@@ -38,6 +38,22 @@ static lla_status scalar_supports(lla_backend *self, const lla_problem *p, lla_d
     return LLA_OK;
 }
 
+#ifdef LLA_FREESTANDING
+/* Firmware decodes only: the chunkwise forward computes in double (double exp, soft-float
+ * on single-precision MCUs), and this table would link it into every image.  Without it
+ * lla_forward / lla_backward report LLA_ERR_UNSUPPORTED; prefill by decoding
+ * (docs/embedded.md). */
+#define SCALAR_FORWARD_WORKSPACE NULL
+#define SCALAR_FORWARD NULL
+#define SCALAR_BACKWARD_WORKSPACE NULL
+#define SCALAR_BACKWARD NULL
+#else
+#define SCALAR_FORWARD_WORKSPACE lla__scalar_forward_workspace
+#define SCALAR_FORWARD lla__scalar_forward
+#define SCALAR_BACKWARD_WORKSPACE lla__scalar_backward_workspace
+#define SCALAR_BACKWARD lla__scalar_backward
+#endif
+
 const lla_backend_ops lla_scalar_ops = {
     /* name               */ "scalar",
     /* api_version        */ LLA_API_VERSION,
@@ -46,12 +62,13 @@ const lla_backend_ops lla_scalar_ops = {
     /* open               */ scalar_open,
     /* close              */ NULL,
     /* supports           */ scalar_supports,
-    /* forward_workspace  */ lla__scalar_forward_workspace,
-    /* forward            */ lla__scalar_forward,
-    /* backward_workspace */ lla__scalar_backward_workspace,
-    /* backward           */ lla__scalar_backward,
+    /* forward_workspace  */ SCALAR_FORWARD_WORKSPACE,
+    /* forward            */ SCALAR_FORWARD,
+    /* backward_workspace */ SCALAR_BACKWARD_WORKSPACE,
+    /* backward           */ SCALAR_BACKWARD,
     /* decode_step        */ lla__scalar_decode_step,
     /* memory_kind        */ LLA_MEMORY_HOST,
     /* mem_alloc .. set_threads: host defaults */
     NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    /* auto_pick          */ NULL,
 };
