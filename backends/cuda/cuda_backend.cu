@@ -516,4 +516,5 @@ extern "C" const lla_backend_ops lla_cuda_ops = {
     cuda_mem_zero,
     cuda_synchronize,
     NULL, /* set_threads */
+    NULL, /* auto_pick: a usable GPU is always the first choice */
 };
