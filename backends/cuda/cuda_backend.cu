@@ -253,13 +253,53 @@ static int backward_scratch(const lla_problem *p, size_t *each) {
     return 1;
 }
 
+/* Mamba-2 from this many tokens (longest sequence) on takes the sweep backward even
+ * without states; below it the closed-form pair kernels (O(T^2), see kernels_backward.cu).
+ * LLA_CUDA_BACKWARD=sweep|pairs forces one (pairs only where it applies), for tests and
+ * benchmarks. */
+#define LLA_CUDA_SWEEP_MIN_T 32768
+
+static long long longest_sequence(const lla_problem *p) {
+    long long longest = p->seqlen;
+    int64_t b;
+    if (p->seq_offsets) {
+        longest = 0;
+        for (b = 0; b < p->batch; ++b)
+            if (p->seq_offsets[b + 1] - p->seq_offsets[b] > longest)
+                longest = p->seq_offsets[b + 1] - p->seq_offsets[b];
+    }
+    return longest;
+}
+
+/* Can the pair kernels take this problem (ignoring states)? */
+static int pairs_possible(lla_backend *self, const lla_problem *p, lla_dtype dtype) {
+    return p->variant == LLA_VARIANT_MAMBA2 &&
+           lla_cuda_backward_smem(p, dtype) <= lla_cuda_of(self)->smem_optin &&
+           (longest_sequence(p) + 31) / 32 <= 65535 /* kT = 32 targets per tile */;
+}
+
+/* The backward route: 1 = sweep, 0 = pairs. */
+static int use_sweep(lla_backend *self, const lla_problem *p, lla_dtype dtype, int has_states) {
+    const char *force = getenv("LLA_CUDA_BACKWARD");
+    if (has_states || !pairs_possible(self, p, dtype)) return 1;
+    if (force && strcmp(force, "sweep") == 0) return 1;
+    if (force && strcmp(force, "pairs") == 0) return 0;
+    return longest_sequence(p) >= LLA_CUDA_SWEEP_MIN_T;
+}
+
+/* Backward workspace: [offsets] then the larger of the two routes' parts (the route can
+ * still depend on whether states are passed): the pair kernels' [G][dG rows][dG columns]
+ * (float64 per token and head), or the sweep's layout (lla_cuda_sweep_layout). */
 static lla_status cuda_backward_workspace(lla_backend *self, const lla_problem *p,
                                           lla_dtype dtype, size_t *bytes) {
-    size_t off, each, total;
-    (void)self;
-    (void)dtype;
-    if (!offsets_bytes(p, &off) || !backward_scratch(p, &each) ||
-        !lla__size_mul_ok(each, 3, &total) || !lla__size_add_ok(total, off, &total))
+    size_t off, each, pairs = 0, total;
+    lla_sweep_layout sw;
+    if (!offsets_bytes(p, &off) || !lla_cuda_sweep_layout(p, dtype, &sw))
+        return lla__set_error(LLA_ERR_SHAPE, "cuda: backward workspace size overflows");
+    if (pairs_possible(self, p, dtype) &&
+        (!backward_scratch(p, &each) || !lla__size_mul_ok(each, 3, &pairs)))
+        return lla__set_error(LLA_ERR_SHAPE, "cuda: backward workspace size overflows");
+    if (!lla__size_add_ok(off, pairs > sw.total ? pairs : sw.total, &total))
         return lla__set_error(LLA_ERR_SHAPE, "cuda: backward workspace size overflows");
     *bytes = total;
     return LLA_OK;
@@ -273,18 +313,7 @@ static lla_status cuda_supports(lla_backend *self, const lla_problem *p, lla_dty
         dtype != LLA_DTYPE_F16)
         return lla__set_error(LLA_ERR_DTYPE, "cuda: dtype %s is not supported",
                               lla_dtype_name(dtype));
-    if (op == LLA_OP_BACKWARD) {
-        if (p->variant != LLA_VARIANT_MAMBA2)
-            return lla__set_error(LLA_ERR_UNSUPPORTED,
-                                  "cuda: backward is implemented for mamba2 only (gdn: use the "
-                                  "scalar backend on host memory)");
-        if (lla_cuda_backward_smem(p, dtype) > lla_cuda_of(self)->smem_optin)
-            return lla__set_error(LLA_ERR_UNSUPPORTED,
-                                  "cuda: backward needs %zu bytes of shared memory per block, the "
-                                  "device has %zu", lla_cuda_backward_smem(p, dtype),
-                                  lla_cuda_of(self)->smem_optin);
-        return LLA_OK;
-    }
+    if (op == LLA_OP_BACKWARD) return LLA_OK; /* the sweep takes every problem */
     return lla_cuda_generic_plan(lla_cuda_of(self), p, dtype, &chunk, &vslice, &smem);
 }
 
@@ -444,17 +473,73 @@ static lla_status cuda_backward(lla_backend *self, const lla_problem *p, const l
     lla_cuda_impl *impl = lla_cuda_of(self);
     lla_bwd_params bp;
     size_t off = 0, each = 0;
-    long long longest = p->seqlen;
+    long long longest = longest_sequence(p);
     lla_status st;
     (void)workspace_bytes;
-    if (p->variant != LLA_VARIANT_MAMBA2)
-        return lla__set_error(LLA_ERR_UNSUPPORTED, "cuda: backward is implemented for mamba2 only");
-    if (initial || d_final || d_initial)
-        return lla__set_error(LLA_ERR_UNSUPPORTED,
-                              "cuda: backward with initial / d_final / d_initial states is not "
-                              "implemented yet on the CUDA backend");
     if ((st = use_device(self)) != LLA_OK) return st;
+    if (initial && (st = check_device_positions(impl, p, initial, p->seqlen, 1)) != LLA_OK)
+        return st;
     offsets_bytes(p, &off);
+    if (p->seq_offsets)
+        LLA_CU(cudaMemcpyAsync(workspace, p->seq_offsets, (size_t)(p->batch + 1) * 8,
+                               cudaMemcpyHostToDevice, impl->stream));
+    if (use_sweep(self, p, d_o.dtype, initial || d_final || d_initial)) {
+        lla_sweep_params sp;
+        lla_sweep_layout sw;
+        char *base = (char *)workspace + off;
+        lla_cuda_sweep_layout(p, d_o.dtype, &sw);
+        memset(&sp, 0, sizeof sp);
+        sp.q = view_of(&x->q);
+        sp.k = view_of(&x->k);
+        sp.v = view_of(&x->v);
+        sp.g = view_of(&x->g);
+        sp.lam = view_of(&x->lambda);
+        sp.dout = view_of(&d_o);
+        sp.gq = view_of(&grads->dq);
+        sp.gk = view_of(&grads->dk);
+        sp.gv = view_of(&grads->dv);
+        sp.gg = view_of(&grads->dg);
+        sp.glam = view_of(&grads->dlambda);
+        if (p->variant == LLA_VARIANT_GDN) {
+            sp.beta = view_of(&x->beta);
+            sp.gbeta = view_of(&grads->dbeta);
+        }
+        sp.g_f32 = x->g.dtype == LLA_DTYPE_F32 && lla_dtype_size(d_o.dtype) == 2;
+        sp.dg_f32 = grads->dg.dtype == LLA_DTYPE_F32 && lla_dtype_size(d_o.dtype) == 2;
+        sp.variant = (int)p->variant;
+        sp.hierarchy = (int)p->hierarchy;
+        sp.batch = p->batch;
+        sp.heads = p->heads;
+        sp.qk_heads = p->qk_heads;
+        sp.dk = p->dk;
+        sp.dv = p->dv;
+        sp.levels = p->levels;
+        sp.seqlen = p->seqlen;
+        sp.scale = p->scale;
+        sp.offsets = p->seq_offsets ? (const long long *)workspace : NULL;
+        if (initial) {
+            sp.init_positions = (const long long *)initial->memory;
+            sp.init_values = lla__state_values(initial);
+        }
+        if (d_final) sp.dfinal_values = lla__state_values(d_final);
+        if (d_initial) sp.dinit_values = lla__state_values(d_initial);
+        sp.slices = base + sw.slices_at;
+        sp.pq = base + sw.pq_at;
+        sp.pk = base + sw.pk_at;
+        sp.slice = sw.slice;
+        sp.n_ckpt = sw.n_ckpt;
+        sp.spacing = sw.spacing;
+        sp.chunk = (int)sw.chunk;
+        if ((st = lla_cuda_sweep_run(impl, d_o.dtype, &sp)) != LLA_OK) return st;
+        if (d_initial) { /* d_initial's positions = the initial state's (0 without one) */
+            if (initial)
+                LLA_CU(cudaMemcpyAsync(d_initial->memory, initial->memory, (size_t)p->batch * 8,
+                                       cudaMemcpyDeviceToDevice, impl->stream));
+            else
+                LLA_CU(cudaMemsetAsync(d_initial->memory, 0, (size_t)p->batch * 8, impl->stream));
+        }
+        return LLA_OK;
+    }
     backward_scratch(p, &each);
     memset(&bp, 0, sizeof bp);
     bp.q = view_of(&x->q);
@@ -482,16 +567,7 @@ static lla_status cuda_backward(lla_backend *self, const lla_problem *p, const l
     bp.G = (double *)((char *)workspace + off);
     bp.dGrow = (double *)((char *)workspace + off + each);
     bp.dGcol = (double *)((char *)workspace + off + 2 * each);
-    if (p->seq_offsets) {
-        int64_t b;
-        LLA_CU(cudaMemcpyAsync(workspace, p->seq_offsets, (size_t)(p->batch + 1) * 8,
-                               cudaMemcpyHostToDevice, impl->stream));
-        bp.offsets = (const long long *)workspace;
-        longest = 0;
-        for (b = 0; b < p->batch; ++b)
-            if (p->seq_offsets[b + 1] - p->seq_offsets[b] > longest)
-                longest = p->seq_offsets[b + 1] - p->seq_offsets[b];
-    }
+    if (p->seq_offsets) bp.offsets = (const long long *)workspace;
     return lla_cuda_backward_run(impl, d_o.dtype, &bp, longest);
 }
 

@@ -95,6 +95,38 @@ size_t lla_cuda_backward_smem(const lla_problem *p, lla_dtype dtype);
 lla_status lla_cuda_backward_run(lla_cuda_impl *impl, lla_dtype dtype, const lla_bwd_params *P,
                                  long long longest);
 
+/* ---------------------------------------------------------------- backward (sweep) */
+
+/* The O(T log T) checkpointed backward of every variant and hierarchy, with states
+ * (kernels_backward_sweep.cu).  Workspace after the packed offsets: one slice per
+ * (sequence, head) (checkpoints, re-run states, dE, chunk buffers), then the dq and dk
+ * partials per value head [bt][T][H][K]; elements are float (double for F64). */
+struct lla_sweep_layout {
+    int64_t chunk, spacing, n_ckpt;
+    int64_t slice;                /* elements per (sequence, head) */
+    size_t slices_at, pq_at, pk_at, total; /* bytes, relative to the sweep's part */
+};
+/* 0 when a size overflows. */
+int lla_cuda_sweep_layout(const lla_problem *p, lla_dtype dtype, lla_sweep_layout *out);
+
+struct lla_sweep_params {
+    lla_dview q, k, v, g, lam, beta, dout;
+    lla_dview gq, gk, gv, gg, glam, gbeta;
+    int g_f32, dg_f32;
+    int variant, hierarchy;
+    long long batch, heads, qk_heads, dk, dv, levels, seqlen;
+    double scale;
+    const long long *offsets;        /* device [batch+1] or NULL                    */
+    const long long *init_positions; /* device [batch] or NULL (no initial state)  */
+    const void *init_values;         /* decoder layout, state dtype, or NULL        */
+    const void *dfinal_values;       /* or NULL                                     */
+    void *dinit_values;              /* or NULL                                     */
+    void *slices, *pq, *pk;          /* workspace parts                             */
+    long long slice, n_ckpt, spacing;
+    int chunk;
+};
+lla_status lla_cuda_sweep_run(lla_cuda_impl *impl, lla_dtype dtype, const lla_sweep_params *P);
+
 /* ---------------------------------------------------------------- tensor-core path */
 
 /* Mamba-2, weak, bf16/fp16 q/k/v/lambda/o, f32 or 16-bit g, dense batch, no states. */

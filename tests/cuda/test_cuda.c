@@ -671,8 +671,250 @@ static void mma_vs_generic_long(void **state) {
 
 /* ---------------------------------------------------------------- backward */
 
-/* Mamba-2 gradients on the device against lla_oracle_backward (float64) on the same
- * inputs: f32 1e-4, f64 1e-9, bf16/fp16 storage 1e-2. */
+/* Fills a decoder-layout state image (positions pos0 + 27 b + extra[b], random values). */
+static void fill_state(void *img, const lla_problem *p, lla_dtype vdt, const int64_t *pos,
+                       test_rng *r) {
+    const size_t voff = lla_state_values_offset(p->batch);
+    const int64_t n = p->batch * p->heads * p->levels * p->dk * p->dv;
+    int64_t b, i;
+    for (b = 0; b < p->batch; ++b) ((int64_t *)img)[b] = pos[b];
+    for (i = 0; i < n; ++i) {
+        const double x = rng_uniform(r, -1, 1);
+        if (vdt == LLA_DTYPE_F64)
+            ((double *)((char *)img + voff))[i] = x;
+        else
+            ((float *)((char *)img + voff))[i] = (float)x;
+    }
+}
+
+/* Converts a host F64 state image to the device state dtype and uploads it. */
+static void state_to_device(const void *img64, void *dev, size_t dev_bytes, const lla_problem *p,
+                            lla_dtype vdt) {
+    const size_t voff = lla_state_values_offset(p->batch);
+    const int64_t n = p->batch * p->heads * p->levels * p->dk * p->dv;
+    char *tmp = malloc(dev_bytes);
+    int64_t i;
+    assert_non_null(tmp);
+    memcpy(tmp, img64, voff);
+    for (i = 0; i < n; ++i) {
+        const double x = ((const double *)((const char *)img64 + voff))[i];
+        if (vdt == LLA_DTYPE_F64)
+            ((double *)(tmp + voff))[i] = x;
+        else
+            ((float *)(tmp + voff))[i] = (float)x;
+    }
+    assert_int_equal(lla_upload(be, dev, tmp, dev_bytes), LLA_OK);
+    free(tmp);
+}
+
+/* One backward case: device gradients against a float64 reference on the same inputs
+ * (f32 1e-4, f64 1e-9, bf16 storage 1e-2).  Without states the reference is
+ * lla_oracle_backward; with states (initial state at positions 13 + 27 b, d_final, and
+ * d_initial compared too) it is the scalar backend in float64.  route: NULL (the backend's
+ * choice), "sweep" or "pairs" (LLA_CUDA_BACKWARD). */
+static void backward_case(const shape *sh, lla_dtype dt, uint64_t seed, int states,
+                          const char *route) {
+    const lla_dtype host_dt = lla_dtype_size(dt) == 2 || states ? LLA_DTYPE_F64 : dt;
+    const lla_dtype gdt = lla_dtype_size(dt) == 2 ? LLA_DTYPE_F32 : dt;
+    const lla_dtype vdt = dt == LLA_DTYPE_F64 ? LLA_DTYPE_F64 : LLA_DTYPE_F32;
+    const double tol = dt == LLA_DTYPE_F64 ? 1e-9 : dt == LLA_DTYPE_F32 ? 1e-4 : 1e-2;
+    const int gdn = sh->variant == LLA_VARIANT_GDN, ng = gdn ? 6 : 5;
+    test_data *td;
+    const lla_problem *p;
+    int64_t bt, T;
+    dev_list L;
+    dev_problem dp;
+    lla_tensor do_h, do_d, ref[6], got[6];
+    lla_grads gd, gr;
+    int64_t heads[6], dims[6], pos[8] = {0}, b;
+    const char *names[6] = {"dq", "dk", "dv", "dg", "dlambda", "dbeta"};
+    size_t ws_bytes, ows, sb64 = 0, sbd = 0;
+    void *ws, *oracle_ws, *init64 = NULL, *dfin64 = NULL, *dini64 = NULL;
+    void *init_d = NULL, *dfin_d = NULL, *dini_d = NULL;
+    lla_state si64, sf64, sd64, sid, sfd, sdd;
+    lla_status rc;
+    int k;
+    test_rng r;
+    char tag[160];
+    if (quick && sh->T >= 200) { /* memcheck runs: the serial sweep is slow under it */
+        print_message("  quick: skipping the T=%lld backward case\n", (long long)sh->T);
+        return;
+    }
+    {   /* like make_data, with room for the initial positions */
+        lla_problem pp;
+        int64_t offs[5] = {0, 37, 37, 101, 166};
+        lla_problem_init(&pp, sh->variant, sh->hier, sh->B, sh->varlen ? 166 : sh->T, sh->H,
+                         sh->G, sh->K, sh->V);
+        if (sh->varlen) pp.batch = 4;
+        pp.levels = lla_num_levels((sh->varlen ? 65 : sh->T) + (states ? 13 + 27 * pp.batch : 0)) +
+                    (int64_t)(seed & 1);
+        td = td_create(&pp, sh->varlen ? offs : NULL, host_dt, sh->strided, seed);
+    }
+    p = &td->p;
+    bt = td_tensor_batch(p);
+    T = p->seqlen;
+    heads[0] = heads[1] = p->qk_heads;
+    heads[2] = heads[3] = heads[4] = heads[5] = p->heads;
+    dims[0] = dims[1] = p->dk;
+    dims[2] = p->dv;
+    dims[3] = dims[5] = 1;
+    dims[4] = p->levels;
+    memset(&L, 0, sizeof L);
+    r.s = 77 + seed;
+    snprintf(tag, sizeof tag, "backward %s %s B%lld T%lld H%lld G%lld K%lld V%lld%s%s%s %s%s%s",
+             sh->hier ? "strong" : "weak", gdn ? "gdn" : "mamba2", (long long)p->batch,
+             (long long)T, (long long)p->heads, (long long)p->qk_heads, (long long)p->dk,
+             (long long)p->dv, sh->strided ? " strided" : "", sh->varlen ? " varlen" : "",
+             states ? " states" : "", lla_dtype_name(dt), route ? " route=" : "",
+             route ? route : "");
+    upload_problem(&L, td, dt, &dp);
+    do_h = td_tensor(td, p->heads, p->dv, host_dt);
+    {
+        int64_t t, h, x;
+        for (b = 0; b < bt; ++b)
+            for (t = 0; t < T; ++t)
+                for (h = 0; h < p->heads; ++h)
+                    for (x = 0; x < p->dv; ++x) lla__store(&do_h, b, t, h, x, rng_uniform(&r, -1, 1));
+    }
+    if (lla_dtype_size(dt) == 2) round_to(&do_h, bt, T, p->heads, p->dv, dt);
+    do_d = to_device(&L, &do_h, bt, T, p->heads, p->dv, dt);
+    for (k = 0; k < ng; ++k)
+        ref[k] = lla_tensor_contiguous(td_alloc(td, (size_t)(bt * T * heads[k] * dims[k]) * 8 + 8, 0xff),
+                                       LLA_DTYPE_F64, T, heads[k], dims[k]);
+    memset(&gr, 0, sizeof gr);
+    gr.dq = ref[0]; gr.dk = ref[1]; gr.dv = ref[2]; gr.dg = ref[3]; gr.dlambda = ref[4];
+    gr.dbeta = gdn ? ref[5] : ref[3];
+    {   /* d_o in F64 for the references: same values */
+        lla_tensor do64 = lla_tensor_contiguous(
+            td_alloc(td, (size_t)(bt * T * p->heads * p->dv) * 8 + 8, 0xff), LLA_DTYPE_F64, T,
+            p->heads, p->dv);
+        int64_t t, h, x;
+        for (b = 0; b < bt; ++b)
+            for (t = 0; t < T; ++t)
+                for (h = 0; h < p->heads; ++h)
+                    for (x = 0; x < p->dv; ++x)
+                        lla__store(&do64, b, t, h, x, lla__load(&do_h, b, t, h, x));
+        if (!states) {
+            assert_int_equal(lla_oracle_backward_workspace(p, &ows), LLA_OK);
+            oracle_ws = td_alloc(td, ows, 0);
+            rc = lla_oracle_backward(p, &td->x, do64, &gr, oracle_ws, ows);
+            if (rc != LLA_OK) fail_msg("oracle backward: %s", lla_last_error());
+        } else {
+            lla_backend *sc;
+            void *sws;
+            size_t sws_bytes;
+            assert_int_equal(lla_backend_open("scalar", &sc), LLA_OK);
+            assert_int_equal(lla_state_bytes(p, LLA_DTYPE_F64, &sb64), LLA_OK);
+            assert_int_equal(lla_state_bytes(p, dt, &sbd), LLA_OK);
+            assert_int_equal(posix_memalign(&init64, 64, sb64), 0);
+            assert_int_equal(posix_memalign(&dfin64, 64, sb64), 0);
+            assert_int_equal(posix_memalign(&dini64, 64, sb64), 0);
+            for (b = 0; b < p->batch; ++b) pos[b] = 13 + 27 * b;
+            assert_int_equal(lla_state_init(sc, p, LLA_DTYPE_F64, init64, sb64, &si64), LLA_OK);
+            assert_int_equal(lla_state_init(sc, p, LLA_DTYPE_F64, dfin64, sb64, &sf64), LLA_OK);
+            assert_int_equal(lla_state_init(sc, p, LLA_DTYPE_F64, dini64, sb64, &sd64), LLA_OK);
+            fill_state(init64, p, LLA_DTYPE_F64, pos, &r);
+            for (b = 0; b < p->batch; ++b)
+                pos[b] += p->seq_offsets ? p->seq_offsets[b + 1] - p->seq_offsets[b] : T;
+            fill_state(dfin64, p, LLA_DTYPE_F64, pos, &r);
+            if (vdt == LLA_DTYPE_F32) { /* the device holds F32 values: same numbers */
+                const size_t voff = lla_state_values_offset(p->batch);
+                const int64_t n = p->batch * p->heads * p->levels * p->dk * p->dv;
+                int64_t i;
+                for (i = 0; i < n; ++i) {
+                    double *a0 = (double *)((char *)init64 + voff) + i;
+                    double *a1 = (double *)((char *)dfin64 + voff) + i;
+                    *a0 = (float)*a0;
+                    *a1 = (float)*a1;
+                }
+            }
+            assert_int_equal(lla_backward_workspace(sc, p, LLA_DTYPE_F64, &sws_bytes), LLA_OK);
+            assert_int_equal(posix_memalign(&sws, 64, sws_bytes ? sws_bytes : 64), 0);
+            rc = lla_backward(sc, p, &td->x, do64, &si64, &sf64, &gr, &sd64, sws, sws_bytes);
+            if (rc != LLA_OK) fail_msg("scalar backward: %s", lla_last_error());
+            free(sws);
+            lla_backend_close(sc);
+            init_d = dmalloc(&L, sbd);
+            dfin_d = dmalloc(&L, sbd);
+            dini_d = dmalloc(&L, sbd);
+            assert_int_equal(lla_state_init(be, p, dt, init_d, sbd, &sid), LLA_OK);
+            assert_int_equal(lla_state_init(be, p, dt, dfin_d, sbd, &sfd), LLA_OK);
+            assert_int_equal(lla_state_init(be, p, dt, dini_d, sbd, &sdd), LLA_OK);
+            state_to_device(init64, init_d, sbd, p, vdt);
+            state_to_device(dfin64, dfin_d, sbd, p, vdt);
+            {   /* poison d_initial */
+                void *junk = malloc(sbd);
+                memset(junk, 0xff, sbd);
+                assert_int_equal(lla_upload(be, dini_d, junk, sbd), LLA_OK);
+                free(junk);
+            }
+        }
+    }
+    for (k = 0; k < ng; ++k) { /* device gradients, poisoned */
+        const lla_dtype kdt = k == 3 ? gdt : dt;
+        const size_t bytes = (size_t)(bt * T * heads[k] * dims[k]) * lla_dtype_size(kdt);
+        void *poison = malloc(bytes + 1);
+        memset(poison, 0xff, bytes);
+        got[k] = lla_tensor_contiguous(dmalloc(&L, bytes), kdt, T, heads[k], dims[k]);
+        assert_int_equal(lla_upload(be, got[k].data, poison, bytes), LLA_OK);
+        free(poison);
+    }
+    memset(&gd, 0, sizeof gd);
+    gd.dq = got[0]; gd.dk = got[1]; gd.dv = got[2]; gd.dg = got[3]; gd.dlambda = got[4];
+    gd.dbeta = gdn ? got[5] : got[3];
+    if (route) setenv("LLA_CUDA_BACKWARD", route, 1);
+    assert_int_equal(lla_backward_workspace(be, p, dt, &ws_bytes), LLA_OK);
+    ws = dmalloc(&L, ws_bytes ? ws_bytes : 64);
+    {   /* poison: the kernels must not read workspace they did not write */
+        void *junk = malloc(ws_bytes ? ws_bytes : 1);
+        memset(junk, 0xff, ws_bytes);
+        assert_int_equal(lla_upload(be, ws, junk, ws_bytes), LLA_OK);
+        free(junk);
+    }
+    rc = lla_backward(be, p, &dp.x, do_d, states ? &sid : NULL, states ? &sfd : NULL, &gd,
+                      states ? &sdd : NULL, ws, ws_bytes);
+    if (route) unsetenv("LLA_CUDA_BACKWARD");
+    if (rc != LLA_OK) fail_msg("lla_backward: %s: %s", lla_status_str(rc), lla_last_error());
+    assert_int_equal(lla_synchronize(be), LLA_OK);
+    for (k = 0; k < ng; ++k) {
+        const lla_dtype kdt = k == 3 ? gdt : dt;
+        const size_t bytes = (size_t)(bt * T * heads[k] * dims[k]) * lla_dtype_size(kdt);
+        lla_tensor host = got[k];
+        char what[240];
+        host.data = td_alloc(td, bytes + 8, 0);
+        assert_int_equal(lla_download(be, host.data, got[k].data, bytes), LLA_OK);
+        snprintf(what, sizeof what, "%s %s", tag, names[k]);
+        check_err(what, rel_err(p, &host, &ref[k], heads[k], dims[k]), tol);
+    }
+    if (states) { /* d_initial: positions equal, values against the scalar backend's */
+        char *img = malloc(sbd);
+        const size_t voff = lla_state_values_offset(p->batch);
+        const int64_t n = p->batch * p->heads * p->levels * p->dk * p->dv;
+        double num = 0, den = 0;
+        int64_t i;
+        char what[240];
+        assert_int_equal(lla_download(be, img, dini_d, sbd), LLA_OK);
+        for (b = 0; b < p->batch; ++b)
+            assert_int_equal(((int64_t *)img)[b], ((int64_t *)dini64)[b]);
+        for (i = 0; i < n; ++i) {
+            const double want = ((double *)((char *)dini64 + voff))[i];
+            const double have = vdt == LLA_DTYPE_F64 ? ((double *)(img + voff))[i]
+                                                     : (double)((float *)(img + voff))[i];
+            num += (have - want) * (have - want);
+            den += want * want;
+        }
+        snprintf(what, sizeof what, "%s d_initial", tag);
+        check_err(what, den > 0 ? sqrt(num / den) : sqrt(num), tol);
+        free(img);
+        free(init64);
+        free(dfin64);
+        free(dini64);
+    }
+    dfree_all(&L);
+    td_free(td);
+}
+
+/* Mamba-2 through both routes (closed-form pairs, checkpointed sweep). */
 static void backward_vs_oracle(void **state) {
     static const shape shp[] = {
         {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 1, 1, 1, 1, 4, 3, 0, 0},
@@ -683,99 +925,47 @@ static void backward_vs_oracle(void **state) {
         {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 1, 300, 3, 1, 128, 64, 0, 0},
     };
     static const lla_dtype dts[] = {LLA_DTYPE_F32, LLA_DTYPE_F64, LLA_DTYPE_BF16};
+    static const char *routes[] = {"pairs", "sweep"};
+    size_t i, d, rt;
+    (void)state;
+    for (i = 0; i < sizeof shp / sizeof shp[0]; ++i)
+        for (d = 0; d < 3; ++d)
+            for (rt = 0; rt < 2; ++rt)
+                backward_case(&shp[i], dts[d], 3000 + i * 5 + d, 0, routes[rt]);
+}
+
+/* GDN (weak and strong) against the oracle; the sweep is its only route. */
+static void backward_gdn(void **state) {
+    static const shape shp[] = {
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_WEAK, 1, 1, 1, 1, 4, 3, 0, 0},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_WEAK, 2, 70, 4, 2, 8, 5, 1, 0},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_STRONG, 2, 100, 2, 1, 16, 8, 1, 0},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_WEAK, 3, 0, 2, 1, 12, 40, 0, 1},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_STRONG, 3, 0, 2, 2, 8, 4, 1, 1},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_STRONG, 1, 200, 2, 1, 64, 32, 0, 0},
+    };
+    static const lla_dtype dts[] = {LLA_DTYPE_F32, LLA_DTYPE_F64, LLA_DTYPE_BF16};
     size_t i, d;
     (void)state;
     for (i = 0; i < sizeof shp / sizeof shp[0]; ++i)
-        for (d = 0; d < 3; ++d) {
-            const lla_dtype dt = dts[d];
-            const lla_dtype host_dt = lla_dtype_size(dt) == 2 ? LLA_DTYPE_F64 : dt;
-            const lla_dtype gdt = lla_dtype_size(dt) == 2 ? LLA_DTYPE_F32 : dt;
-            const double tol = dt == LLA_DTYPE_F64 ? 1e-9 : dt == LLA_DTYPE_F32 ? 1e-4 : 1e-2;
-            test_data *td = make_data(&shp[i], host_dt, 3000 + i * 5 + d);
-            const lla_problem *p = &td->p;
-            const int64_t bt = td_tensor_batch(p), T = p->seqlen;
-            dev_list L;
-            dev_problem dp;
-            lla_tensor do_h, do_d, ref[5], got[5];
-            lla_grads gd, gr;
-            const int64_t heads[5] = {p->qk_heads, p->qk_heads, p->heads, p->heads, p->heads};
-            const int64_t dims[5] = {p->dk, p->dk, p->dv, 1, p->levels};
-            const char *names[5] = {"dq", "dk", "dv", "dg", "dlambda"};
-            size_t ws_bytes, ows;
-            void *ws, *oracle_ws;
-            lla_status rc;
-            int k;
-            test_rng r;
-            memset(&L, 0, sizeof L);
-            r.s = 77 + i;
-            upload_problem(&L, td, dt, &dp);
-            do_h = td_tensor(td, p->heads, p->dv, host_dt);
-            {
-                int64_t b, t, h, x;
-                for (b = 0; b < bt; ++b)
-                    for (t = 0; t < T; ++t)
-                        for (h = 0; h < p->heads; ++h)
-                            for (x = 0; x < p->dv; ++x) lla__store(&do_h, b, t, h, x, rng_uniform(&r, -1, 1));
-            }
-            if (lla_dtype_size(dt) == 2) round_to(&do_h, bt, T, p->heads, p->dv, dt);
-            do_d = to_device(&L, &do_h, bt, T, p->heads, p->dv, dt);
-            /* reference gradients: float64 oracle on the host */
-            for (k = 0; k < 5; ++k) {
-                ref[k] = lla_tensor_contiguous(
-                    td_alloc(td, (size_t)(bt * T * heads[k] * dims[k]) * 8 + 8, 0xff),
-                    LLA_DTYPE_F64, T, heads[k], dims[k]);
-            }
-            gr.dq = ref[0]; gr.dk = ref[1]; gr.dv = ref[2]; gr.dg = ref[3]; gr.dlambda = ref[4];
-            gr.dbeta = ref[3];
-            assert_int_equal(lla_oracle_backward_workspace(p, &ows), LLA_OK);
-            oracle_ws = td_alloc(td, ows, 0);
-            {   /* the oracle takes d_o in the gradients' dtype (F64): same values */
-                lla_tensor do64 = lla_tensor_contiguous(
-                    td_alloc(td, (size_t)(bt * T * p->heads * p->dv) * 8 + 8, 0xff), LLA_DTYPE_F64,
-                    T, p->heads, p->dv);
-                int64_t b, t, h, x;
-                for (b = 0; b < bt; ++b)
-                    for (t = 0; t < T; ++t)
-                        for (h = 0; h < p->heads; ++h)
-                            for (x = 0; x < p->dv; ++x)
-                                lla__store(&do64, b, t, h, x, lla__load(&do_h, b, t, h, x));
-                rc = lla_oracle_backward(p, &td->x, do64, &gr, oracle_ws, ows);
-            }
-            if (rc != LLA_OK) fail_msg("oracle backward: %s", lla_last_error());
-            /* device gradients, poisoned */
-            for (k = 0; k < 5; ++k) {
-                const lla_dtype kdt = k == 3 ? gdt : dt;
-                const size_t bytes = (size_t)(bt * T * heads[k] * dims[k]) * lla_dtype_size(kdt);
-                void *poison = malloc(bytes + 1);
-                memset(poison, 0xff, bytes);
-                got[k] = lla_tensor_contiguous(dmalloc(&L, bytes), kdt, T, heads[k], dims[k]);
-                assert_int_equal(lla_upload(be, got[k].data, poison, bytes), LLA_OK);
-                free(poison);
-            }
-            gd.dq = got[0]; gd.dk = got[1]; gd.dv = got[2]; gd.dg = got[3]; gd.dlambda = got[4];
-            gd.dbeta = got[3];
-            assert_int_equal(lla_backward_workspace(be, p, dt, &ws_bytes), LLA_OK);
-            ws = dmalloc(&L, ws_bytes);
-            rc = lla_backward(be, p, &dp.x, do_d, NULL, NULL, &gd, NULL, ws, ws_bytes);
-            if (rc != LLA_OK) fail_msg("lla_backward: %s: %s", lla_status_str(rc), lla_last_error());
-            assert_int_equal(lla_synchronize(be), LLA_OK);
-            for (k = 0; k < 5; ++k) {
-                const lla_dtype kdt = k == 3 ? gdt : dt;
-                const size_t bytes = (size_t)(bt * T * heads[k] * dims[k]) * lla_dtype_size(kdt);
-                lla_tensor host = got[k];
-                char what[200];
-                host.data = td_alloc(td, bytes + 8, 0);
-                assert_int_equal(lla_download(be, host.data, got[k].data, bytes), LLA_OK);
-                snprintf(what, sizeof what, "backward %s %s B%lld T%lld H%lld G%lld K%lld V%lld%s%s %s %s",
-                         shp[i].hier ? "strong" : "weak", "mamba2", (long long)p->batch,
-                         (long long)T, (long long)p->heads, (long long)p->qk_heads,
-                         (long long)p->dk, (long long)p->dv, shp[i].strided ? " strided" : "",
-                         shp[i].varlen ? " varlen" : "", lla_dtype_name(dt), names[k]);
-                check_err(what, rel_err(p, &host, &ref[k], heads[k], dims[k]), tol);
-            }
-            dfree_all(&L);
-            td_free(td);
-        }
+        for (d = 0; d < 3; ++d) backward_case(&shp[i], dts[d], 4000 + i * 5 + d, 0, NULL);
+}
+
+/* Initial state, d_final and d_initial (every variant, hierarchy) against the scalar
+ * backend in float64. */
+static void backward_states(void **state) {
+    static const shape shp[] = {
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_WEAK, 2, 70, 4, 2, 8, 5, 1, 0},
+        {LLA_VARIANT_MAMBA2, LLA_HIERARCHY_STRONG, 3, 0, 2, 2, 8, 4, 1, 1},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_WEAK, 2, 1, 2, 1, 4, 3, 0, 0},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_STRONG, 2, 100, 2, 1, 16, 8, 1, 0},
+        {LLA_VARIANT_GDN, LLA_HIERARCHY_WEAK, 3, 0, 2, 1, 12, 40, 0, 1},
+    };
+    static const lla_dtype dts[] = {LLA_DTYPE_F32, LLA_DTYPE_F64, LLA_DTYPE_BF16};
+    size_t i, d;
+    (void)state;
+    for (i = 0; i < sizeof shp / sizeof shp[0]; ++i)
+        for (d = 0; d < 3; ++d) backward_case(&shp[i], dts[d], 5000 + i * 5 + d, 1, NULL);
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -827,11 +1017,9 @@ static void errors_change_nothing(void **state) {
     assert_int_equal(rc, LLA_ERR_STATE);
     assert_int_equal(lla_download(be, after, smem, sbytes), LLA_OK);
     assert_memory_equal(before, after, sbytes);
-    /* GDN backward is not implemented on this backend: a clear UNSUPPORTED */
+    /* the backward takes every variant now */
     p.variant = LLA_VARIANT_GDN;
-    assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_BACKWARD),
-                     LLA_ERR_UNSUPPORTED);
-    print_message("  gdn backward: %s\n", lla_last_error());
+    assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_BACKWARD), LLA_OK);
     p.variant = LLA_VARIANT_MAMBA2;
     assert_int_equal(lla_backend_supports(be, &p, LLA_DTYPE_F32, LLA_OP_BACKWARD), LLA_OK);
     free(before);
@@ -850,6 +1038,8 @@ int main(void) {
         cmocka_unit_test(mma_path_shapes),
         cmocka_unit_test(mma_vs_generic_long),
         cmocka_unit_test(backward_vs_oracle),
+        cmocka_unit_test(backward_gdn),
+        cmocka_unit_test(backward_states),
         cmocka_unit_test(errors_change_nothing),
     };
     int i, rc;

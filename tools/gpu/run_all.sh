@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run on the GPU machine from DEST/src (see stage.sh): checks and benchmarks of the CUDA
-# backend.  Stages (default: info test bench sdpa): info test sanitize bench sdpa ncu.
+# backend.  Stages (default: info test bench sdpa): info test sanitize sanitize_bwd fwdbwd
+# bench sdpa ncu.
 # Logs go to $OUT (the device tool's result folder) or /tmp/lla-gpu.
 set -uo pipefail
 G=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -36,6 +37,17 @@ for s in $stages; do
       echo "exit $?"
       grep -E "ERROR SUMMARY|RACECHECK SUMMARY|PASSED|FAILED" "$OUT/sanitize_$tool.log" | tail -4
     done
+    ;;
+  sanitize_bwd)
+    step "compute-sanitizer memcheck on the backward tests (LLA_TEST_QUICK=1)"
+    LLA_TEST_QUICK=1 LLA_TEST_FILTER='backward*' timeout ${SAN_TIMEOUT:-240} compute-sanitizer \
+      --tool memcheck --error-exitcode 3 "$G/bin/test_cuda" > "$OUT/sanitize_bwd.log" 2>&1
+    echo "exit $?"
+    grep -E "ERROR SUMMARY|PASSED|FAILED" "$OUT/sanitize_bwd.log" | tail -4
+    ;;
+  fwdbwd)
+    step "cuda_bench --fwdbwd (both backward routes)"
+    timeout ${FWDBWD_TIMEOUT:-300} "$G/bin/cuda_bench" --fwdbwd 2>&1 | tee "$OUT/fwdbwd.log" | grep -v '^csv'
     ;;
   bench)
     step cuda_bench
