@@ -255,9 +255,12 @@ static int backward_scratch(const lla_problem *p, size_t *each) {
 
 /* Mamba-2 from this many tokens (longest sequence) on takes the sweep backward even
  * without states; below it the closed-form pair kernels (O(T^2), see kernels_backward.cu).
+ * Measured on an H100 (B=2 H=48 K=128 V=64 bf16 weak, forward + backward): pairs 0.19 s /
+ * 1.14 s, serial-per-pair sweep 4.2 s / 19.7 s at T = 2K / 8K; pairs grow as T^2, the sweep
+ * as T, so they cross near T = 128K (extrapolated, not measured there).
  * LLA_CUDA_BACKWARD=sweep|pairs forces one (pairs only where it applies), for tests and
  * benchmarks. */
-#define LLA_CUDA_SWEEP_MIN_T 32768
+#define LLA_CUDA_SWEEP_MIN_T 131072
 
 static long long longest_sequence(const lla_problem *p) {
     long long longest = p->seqlen;

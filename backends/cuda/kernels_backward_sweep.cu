@@ -55,6 +55,11 @@ __device__ __forceinline__ long long sat(const lla_dview &x, long long b, long l
     return b * x.s0 + t * x.s1 + h * x.s2 + d * x.s3;
 }
 
+/* Products that must not be contracted into an fma with a later add/sub: the pairs
+ * "x += p; y -= p" of the gate gradient then cancel exactly on the diagonal. */
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+
 __device__ __forceinline__ float sexp(float x) { return expf(x); }
 __device__ __forceinline__ double sexp(double x) { return exp(x); }
 
@@ -268,7 +273,7 @@ __device__ void chunk_backward(const seq_info &s, chunk_buf<Acc> &cb, const Acc 
         }
         for (b = 0; b < V; ++b) cb.dv[(long long)j * V + b] += cb.coef[j] * cb.tv[b];
         if (s.gdn) cb.dbeta[j] += vdot(vj, cb.tv, V);
-        const Acc t = e * vdot(cb.tk, kap, K); /* d k~ . k~ */
+        const Acc t = mul_rn(e, vdot(cb.tk, kap, K)); /* d k~ . k~ (see mul_rn) */
         cb.dgam[n - 1] += t;
         cb.dgam[j] -= t;
         for (a = 0; a < K; ++a) cb.dkap[(long long)j * K + a] = e * cb.tk[a];
@@ -400,9 +405,9 @@ __device__ void chunk_backward(const seq_info &s, chunk_buf<Acc> &cb, const Acc 
             for (b = 0; b < V; ++b) cb.dv[(long long)j * V + b] += A * doi[b];
             cb.dlam[(long long)i * NL + lv] += dA * cb.coef[j] * e * sij;
             if (s.gdn) cb.dbeta[j] += dA * lam * e * sij;
-            /* one product for both: two separate ones contracted to fma would leave a
-             * rounding residual on the diagonal (i == j) instead of zero */
-            const Acc dAA = dA * A;
+            /* one rounded product for both (see mul_rn): an fma-contracted pair would leave
+             * a rounding residual on the diagonal (i == j) instead of zero */
+            const Acc dAA = mul_rn(dA, A);
             cb.dgam[i] += dAA;
             cb.dgam[j] -= dAA;
             cb.ds[j] = dA * lam * cb.coef[j] * e;

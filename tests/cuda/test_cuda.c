@@ -805,7 +805,7 @@ static void backward_case(const shape *sh, lla_dtype dt, uint64_t seed, int stat
             size_t sws_bytes;
             assert_int_equal(lla_backend_open("scalar", &sc), LLA_OK);
             assert_int_equal(lla_state_bytes(p, LLA_DTYPE_F64, &sb64), LLA_OK);
-            assert_int_equal(lla_state_bytes(p, dt, &sbd), LLA_OK);
+            assert_int_equal(lla_state_bytes(p, vdt, &sbd), LLA_OK);
             assert_int_equal(posix_memalign(&init64, 64, sb64), 0);
             assert_int_equal(posix_memalign(&dfin64, 64, sb64), 0);
             assert_int_equal(posix_memalign(&dini64, 64, sb64), 0);
@@ -837,9 +837,9 @@ static void backward_case(const shape *sh, lla_dtype dt, uint64_t seed, int stat
             init_d = dmalloc(&L, sbd);
             dfin_d = dmalloc(&L, sbd);
             dini_d = dmalloc(&L, sbd);
-            assert_int_equal(lla_state_init(be, p, dt, init_d, sbd, &sid), LLA_OK);
-            assert_int_equal(lla_state_init(be, p, dt, dfin_d, sbd, &sfd), LLA_OK);
-            assert_int_equal(lla_state_init(be, p, dt, dini_d, sbd, &sdd), LLA_OK);
+            assert_int_equal(lla_state_init(be, p, vdt, init_d, sbd, &sid), LLA_OK);
+            assert_int_equal(lla_state_init(be, p, vdt, dfin_d, sbd, &sfd), LLA_OK);
+            assert_int_equal(lla_state_init(be, p, vdt, dini_d, sbd, &sdd), LLA_OK);
             state_to_device(init64, init_d, sbd, p, vdt);
             state_to_device(dfin64, dfin_d, sbd, p, vdt);
             {   /* poison d_initial */
