@@ -45,6 +45,10 @@ static void put_int(out_t *o, int64_t v) {
     }
 }
 
+/* Doubles (%g/%e/%f) need double arithmetic, which is soft-float code on single-precision
+ * MCUs, and no message of the library prints one: the freestanding build leaves them out
+ * and prints "?" instead (docs/embedded.md). */
+#ifndef LLA_FREESTANDING
 /* 10^k for 0 <= k <= 22: every such power is exact in a double. */
 static double exact_pow10(int k) {
     double p = 1.0;
@@ -170,6 +174,7 @@ static void put_double(out_t *o, double v) {
         put_uint(o, (uint64_t)e, 10);
     }
 }
+#endif /* !LLA_FREESTANDING */
 
 int lla__vsnprintf(char *buf, size_t len, const char *fmt, va_list ap);
 
@@ -209,7 +214,14 @@ int lla__vsnprintf(char *buf, size_t len, const char *fmt, va_list ap) {
         }
         case 'g':
         case 'f':
-        case 'e': put_double(&o, va_arg(ap, double)); break;
+        case 'e':
+#ifndef LLA_FREESTANDING
+            put_double(&o, va_arg(ap, double));
+#else
+            (void)va_arg(ap, double);
+            put(&o, '?');
+#endif
+            break;
         case '\0': --fmt; break;
         default: put(&o, '%'); put(&o, *fmt); break;
         }

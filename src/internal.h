@@ -12,11 +12,26 @@
 /* ---------------------------------------------------------------- errors */
 
 /* Records a printf-style detail for lla_last_error() and returns status. */
+#ifndef LLA_TERSE_ERRORS
 lla_status lla__set_error(lla_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+#else
+/* Firmware option (-DLLA_TERSE_ERRORS): the detail is the status name only, so the
+ * message strings and the formatting calls disappear from the image. */
+lla_status lla__set_status_only(lla_status status);
+static inline lla_status lla__set_error(lla_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static inline lla_status lla__set_error(lla_status status, const char *fmt, ...) {
+    (void)fmt;
+    return lla__set_status_only(status);
+}
+#endif
 void lla__clear_error(void);
 /* Sends a message to the log sink (lla_set_log / LLA_LOG). */
 void lla__log(const char *fmt, ...)
