@@ -485,6 +485,9 @@ static void check_queries(const fcase *c, expect pe, int64_t longest) {
         int known = c->dtype == LLA_DTYPE_F32 || c->dtype == LLA_DTYPE_F64 ||
                     c->dtype == LLA_DTYPE_BF16 || c->dtype == LLA_DTYPE_F16;
         if (!known) ew.must |= ST(LLA_ERR_DTYPE);
+        /* a backend may refuse to size work it cannot do (scalar backward: 16-bit) */
+        if (c->dtype == LLA_DTYPE_BF16 || c->dtype == LLA_DTYPE_F16)
+            ew.maybe |= ST(LLA_ERR_DTYPE) | ST(LLA_ERR_UNSUPPORTED);
         bytes = (size_t)0xdeadbeef;
         st = i == 0 ? lla_forward_workspace(be, p, c->dtype, &bytes)
                     : lla_backward_workspace(be, p, c->dtype, &bytes);
@@ -721,6 +724,240 @@ static void check_decode(const fcase *c, tensors *ts, const forward_result *fwd)
     buf_free(&state.buf);
 }
 
+/* ------------------------------------------------------------------ backward */
+
+enum { GQ, GK, GV, GG, GLAM, GBETA, NG };
+static const char *const grad_names[NG] = {"dq", "dk", "dv", "dg", "dlambda", "dbeta"};
+
+typedef struct grads {
+    fz_tensor t[NG];
+    fz_tensor d_o;
+    int runnable;
+} grads;
+
+/* Gradient tensors in the layouts of their inputs (no broadcast: they are outputs) and d_o
+ * in o's layout with sane values; dummies when the problem is not small. */
+static void build_grads(const fcase *c, const tensors *ts, grads *gs) {
+    const lla_problem *p = &c->p;
+    int i, small = ts->runnable || (small_problem(p) && enum_ok((int)p->variant));
+    fz_rng r;
+    int64_t ext[4], b, t, h, d;
+    gs->runnable = small;
+    for (i = 0; i < NG; ++i) {
+        fz_tensor *x = &gs->t[i];
+        extents(p, p->seqlen, i, ext);
+        if (i == GBETA && p->variant != LLA_VARIANT_GDN) {
+            tensor_dummy(x, (lla_dtype)0x66, ext);
+            x->t.data = NULL; /* ignored for Mamba-2 */
+            continue;
+        }
+        if (!small) {
+            tensor_dummy(x, c->dtype, ext);
+        } else if (!tensor_make(x, c->dtype, ext, c->lay[i][0], c->lay[i][1], c->lay[i][2] & 15u, 0,
+                                c->garbage_stride, MAX_TENSOR_BYTES)) {
+            gs->runnable = 0;
+        }
+    }
+    extents(p, p->seqlen, TO, ext);
+    if (!small) {
+        tensor_dummy(&gs->d_o, c->dtype, ext);
+        return;
+    }
+    if (!tensor_make(&gs->d_o, c->dtype, ext, c->lay[TO][0], c->lay[TO][1], c->lay[TO][2] & 15u, 0,
+                     c->garbage_stride, MAX_TENSOR_BYTES)) {
+        gs->runnable = 0;
+        return;
+    }
+    r.s = c->seed ^ 0x5bd1e995u;
+    for (b = 0; b < ext[0]; ++b)
+        for (t = 0; t < ext[1]; ++t)
+            for (h = 0; h < ext[2]; ++h)
+                for (d = 0; d < ext[3]; ++d) tensor_set(&gs->d_o, b, t, h, d, rng_real(&r, -1.0, 1.0));
+}
+
+static void free_grads(grads *gs) {
+    int i;
+    for (i = 0; i < NG; ++i) tensor_free(&gs->t[i]);
+    tensor_free(&gs->d_o);
+}
+
+static lla_grads grads_of(const grads *gs) {
+    lla_grads g;
+    g.dq = gs->t[GQ].t;
+    g.dk = gs->t[GK].t;
+    g.dv = gs->t[GV].t;
+    g.dg = gs->t[GG].t;
+    g.dlambda = gs->t[GLAM].t;
+    g.dbeta = gs->t[GBETA].t;
+    return g;
+}
+
+/* Gradient tensors follow the rules of outputs: data, d_o's dtype, strides. */
+static expect model_grads(const lla_problem *p, const grads *gs) {
+    expect e = {0, 0};
+    int i;
+    for (i = 0; i < NG; ++i) {
+        const lla_tensor *x = &gs->t[i].t;
+        int64_t ext[4];
+        if (i == GBETA && p->variant != LLA_VARIANT_GDN) continue;
+        if (!x->data) e.must |= ST(LLA_ERR_ARG);
+        if (x->dtype != gs->d_o.t.dtype) e.must |= ST(LLA_ERR_DTYPE);
+        extents(p, p->seqlen, i, ext);
+        if (tensor_span_bytes(x, ext) > (uint64_t)PTRDIFF_MAX) e.must |= ST(LLA_ERR_SHAPE);
+    }
+    return e;
+}
+
+static double grad_err(const fz_tensor *a, const fz_tensor *ref, double floor_scale) {
+    size_t n = (size_t)(a->ext[0] * a->ext[1] * a->ext[2] * a->ext[3]);
+    double *x = gather(a, a->ext[1]), *y = gather(ref, ref->ext[1]), err;
+    err = rel_norm_err(x, y, n, 1e-6 * floor_scale * sqrt((double)n));
+    free(x);
+    free(y);
+    return err;
+}
+
+/* lla_backward: rejected calls write nothing; accepted ones write only logical gradient
+ * elements and, with sane inputs and no states, match the dense oracle's gradients. */
+static void check_backward(const fcase *c, tensors *ts, expect pe, int64_t longest) {
+    lla_backend *be = fuzz_scalar();
+    const lla_problem *p = &c->p;
+    int use_initial = (c->flags & F_INITIAL) != 0, use_final = (c->flags & F_FINAL) != 0;
+    int states_real = pe.must == 0 && small_problem(p);
+    grads gs;
+    fstate init, d_final, d_init;
+    fz_buf ws;
+    size_t ws_bytes = 0;
+    lla_inputs x;
+    lla_grads g;
+    lla_status st;
+    expect e = pe;
+    int i, runnable, sixteen = c->dtype == LLA_DTYPE_BF16 || c->dtype == LLA_DTYPE_F16;
+    int alias = (c->misc & 0x40) != 0; /* d_initial may share memory with initial */
+    lla_state *d_initial;
+
+    build_grads(c, ts, &gs);
+    merge(&e, model_tensors(p, ts, p->seqlen));
+    merge(&e, model_grads(p, &gs));
+    if (sixteen) e.maybe |= ST(LLA_ERR_DTYPE); /* scalar backward: DTYPE, not UNSUPPORTED */
+    if (sizes_positive(p) && p->levels <= 62 && p->levels < ref_num_levels(longest))
+        e.must |= ST(use_initial ? LLA_ERR_STATE : LLA_ERR_SHAPE);
+    memset(&init, 0, sizeof init);
+    memset(&d_final, 0, sizeof d_final);
+    memset(&d_init, 0, sizeof d_init);
+    if (use_initial) {
+        make_state(&init, p, c->dtype, states_real);
+        if (!init.real) e.must |= ST(LLA_ERR_WORKSPACE);
+        if (!alias) {
+            make_state(&d_init, p, c->dtype, states_real);
+            if (!d_init.real) e.must |= ST(LLA_ERR_WORKSPACE);
+        }
+    }
+    d_initial = !use_initial ? NULL : alias ? &init.s : &d_init.s;
+    if (use_final) {
+        make_state(&d_final, p, c->dtype, states_real);
+        if (!d_final.real) e.must |= ST(LLA_ERR_WORKSPACE);
+        if (d_final.real) { /* some adjoint of the final state */
+            size_t k, n = state_count(&d_final.s);
+            fz_rng r;
+            r.s = c->seed + 17;
+            for (k = 0; k < n; ++k) {
+                double v = rng_real(&r, -1.0, 1.0);
+                char *vals = (char *)d_final.s.memory + lla_state_values_offset(p->batch);
+                if (d_final.s.dtype == LLA_DTYPE_F64) memcpy(vals + k * 8, &v, 8);
+                else { float f = (float)v; memcpy(vals + k * 4, &f, 4); }
+            }
+        }
+    }
+    runnable = ts->runnable && gs.runnable && e.must == 0;
+    if (e.must == 0 && !runnable) goto done;
+    if (lla_backward_workspace(be, p, c->dtype, &ws_bytes) != LLA_OK || ws_bytes > ((size_t)1 << 26)) {
+        if (runnable) {
+            FUZZ_CHECK(e.maybe != 0, "backward workspace query failed on a runnable problem: %s",
+                       lla_last_error());
+            goto done;
+        }
+        ws_bytes = 0;
+        e.must |= ST(LLA_ERR_WORKSPACE);
+    }
+    buf_alloc(&ws, ws_bytes + (c->misc & 63) + 1, 0xc3);
+    x = inputs_of(ts, 0, NULL);
+    g = grads_of(&gs);
+    snapshot_tensors(ts);
+    for (i = 0; i < NG; ++i) buf_snapshot(&gs.t[i].buf);
+    buf_snapshot(&gs.d_o.buf);
+    buf_snapshot(&ws);
+    if (use_initial) buf_snapshot(&init.buf);
+    if (use_initial && !alias) buf_snapshot(&d_init.buf);
+    if (use_final) buf_snapshot(&d_final.buf);
+    st = lla_backward(be, p, &x, gs.d_o.t, use_initial ? &init.s : NULL, use_final ? &d_final.s : NULL,
+                      &g, d_initial, ws.mem + (c->misc & 63), ws_bytes);
+    st = check_status("lla_backward", st, e);
+    for (i = 0; i < NT; ++i)
+        FUZZ_CHECK(buf_unchanged(&ts->t[i].buf), "backward (%s) changed tensor %s", lla_status_str(st),
+                   tensor_names[i]);
+    FUZZ_CHECK(buf_unchanged(&gs.d_o.buf), "backward changed d_o");
+    if (use_initial && (!alias || st != LLA_OK))
+        FUZZ_CHECK(buf_unchanged(&init.buf), "backward (%s) changed the initial state", lla_status_str(st));
+    if (use_final) FUZZ_CHECK(buf_unchanged(&d_final.buf), "backward changed d_final");
+    if (st != LLA_OK) {
+        for (i = 0; i < NG; ++i)
+            FUZZ_CHECK(buf_unchanged(&gs.t[i].buf), "rejected backward (%s) changed %s",
+                       lla_status_str(st), grad_names[i]);
+        FUZZ_CHECK(buf_unchanged(&ws), "rejected backward changed the workspace");
+        if (use_initial && !alias)
+            FUZZ_CHECK(buf_unchanged(&d_init.buf), "rejected backward changed d_initial");
+    } else {
+        FUZZ_CHECK(runnable, "lla_backward accepted a call it had to refuse");
+        if (d_initial) { /* d_initial receives the initial positions */
+            const int64_t *pos = (const int64_t *)d_initial->memory;
+            int64_t b;
+            for (b = 0; b < p->batch; ++b)
+                FUZZ_CHECK(pos[b] == 0, "d_initial position %lld is %lld, the initial state's is 0",
+                           (long long)b, (long long)pos[b]);
+        }
+        for (i = 0; i < NG; ++i)
+            FUZZ_CHECK(tensor_padding_unchanged(&gs.t[i]), "backward wrote %s outside its logical elements",
+                       grad_names[i]);
+        if (sane(c) && !use_initial && !use_final) {
+            grads ref;
+            size_t need = 0;
+            void *ows;
+            lla_grads rg;
+            int64_t ext[4];
+            memset(&ref, 0, sizeof ref);
+            for (i = 0; i < NG; ++i) {
+                extents(p, p->seqlen, i, ext);
+                if (i == GBETA && p->variant != LLA_VARIANT_GDN) tensor_dummy(&ref.t[i], c->dtype, ext);
+                else if (!tensor_make(&ref.t[i], c->dtype, ext, 0, 0, 0, 0, 0, MAX_TENSOR_BYTES)) abort();
+            }
+            rg = grads_of(&ref);
+            FUZZ_CHECK(lla_oracle_backward_workspace(p, &need) == LLA_OK, "oracle backward workspace: %s",
+                       lla_last_error());
+            ows = malloc(need ? need : 1);
+            if (!ows) abort();
+            FUZZ_CHECK(lla_oracle_backward(p, &x, gs.d_o.t, &rg, ows, need) == LLA_OK,
+                       "oracle backward refused an accepted problem: %s", lla_last_error());
+            for (i = 0; i < NG; ++i) {
+                double err;
+                if (i == GBETA && p->variant != LLA_VARIANT_GDN) continue;
+                err = grad_err(&gs.t[i], &ref.t[i], fabs(p->scale));
+                FUZZ_CHECK(err <= (c->dtype == LLA_DTYPE_F64 ? 1e-9 : 1e-4),
+                           "backward %s vs oracle: relative error %g (%s)", grad_names[i], err,
+                           c->dtype == LLA_DTYPE_F64 ? "f64" : "f32");
+            }
+            free(ows);
+            free_grads(&ref);
+        }
+    }
+    buf_free(&ws);
+done:
+    buf_free(&init.buf);
+    buf_free(&d_init.buf);
+    buf_free(&d_final.buf);
+    free_grads(&gs);
+}
+
 /* ------------------------------------------------------------------ entry */
 
 /* FUZZ_VERBOSE=1: what an input decodes to (for reading crash artifacts). */
@@ -773,6 +1010,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     describe(&c, &ts);
     check_forward(&c, &ts, pe, longest, &fwd);
     if ((c.flags & F_DECODE) && !c.p.seq_offsets) check_decode(&c, &ts, &fwd);
+    if (c.misc & 0x80) check_backward(&c, &ts, pe, longest);
 
     buf_free(&fwd.final.buf);
     free_tensors(&ts);

@@ -149,6 +149,21 @@ def seeds():
                 layouts=[(5, 0x55, 0x02), (7, 0x1b, 0x24), (23, 0xff, 0x0c), (1, 0x40, 0),
                          (3, 0x11, 0x08), (9, 0x22, 0x00), (13, 0x99, 0x06)]))
     add(problem('garbage-values', flags=0x78, variant=1, seqlen=6))
+    # backward (misc bit 7), with and without states, d_initial aliasing initial (bit 6)
+    for v in (0, 1):
+        for h in (0, 1):
+            add(problem(f'backward-v{v}h{h}', flags=0x40, variant=v, hierarchy=h, batch=2, seqlen=9,
+                        qk=1, heads=2, dk=3, dv=2, chunk_len=2, dtype=F64 if h else F32, misc=0x80,
+                        seed=11 + v + 2 * h))
+    add(problem('backward-states', flags=0x30, variant=1, seqlen=7, chunk_len=4, misc=0x80))
+    add(problem('backward-states-alias', flags=0x30, hierarchy=1, seqlen=7, misc=0xC5))
+    add(problem('backward-varlen', flags=0x04, variant=1, batch=3, lengths=[4, 0, 5], chunk_len=2,
+                misc=0x80))
+    add(problem('backward-strided', flags=0x00, variant=1, seqlen=6, misc=0x80,
+                layouts=[(5, 0x55, 0x02), (7, 0x1b, 0x04), (23, 0xff, 0x0c), (1, 0x40, 0),
+                         (3, 0x11, 0x08), (9, 0x22, 0x00), (13, 0x99, 0x06)]))
+    add(problem('backward-levels-too-few', flags=0x00, seqlen=9, levels=2, misc=0x80))
+    add(problem('backward-bf16', flags=0x00, dtype=BF16, misc=0x80))
     add(problem('garbage-unused-strides', flags=0x54, batch=2, seqlen=6, lengths=[2, 4],
                 garbage_stride=-2**63))
     # invalid descriptors
