@@ -13,7 +13,10 @@
  *   - with finite values: the decode steps and the chunkwise forward from the same state
  *     give the same outputs, and (well-formed states) the same final state;
  *   - a corrupted descriptor (dtype, variant, hierarchy, sizes, bytes, NULL, misaligned
- *     memory) is refused with the documented status and nothing changed.
+ *     memory) is refused with the documented status and nothing changed;
+ *   - lla_backward from the block, with a d_final of the same garbage kind and d_initial
+ *     NULL, separate, or sharing memory with initial or d_final: the same position rule,
+ *     nothing written on refusal, d_initial receives the initial positions.
  */
 #include "fuzz.h"
 
@@ -21,7 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OP_DECODE, OP_FORWARD, OP_VARLEN, OP_BOTH, OP_CORRUPT_DECODE, OP_CORRUPT_FORWARD, OP_COUNT };
+enum {
+    OP_DECODE,
+    OP_FORWARD,
+    OP_VARLEN,
+    OP_BOTH,
+    OP_CORRUPT_DECODE,
+    OP_CORRUPT_FORWARD,
+    OP_BACKWARD,
+    OP_COUNT
+};
 enum { V_GARBAGE, V_WELL_FORMED, V_FINITE };
 
 typedef struct scase {
@@ -344,6 +356,104 @@ static unsigned corrupt(lla_state *s, uint8_t how) {
     }
 }
 
+/* Backward from blk: d_final from the same generator, d_initial per c->final_mode
+ * (0: NULL, 1: separate, 2: blk itself) or d_final itself (misc bit 7). */
+static void run_backward(const scase *c, sdata *d, sblock *blk, fz_rng *r) {
+    const lla_problem *p = &c->p;
+    sblock d_final, d_init;
+    fz_tensor gt[6], d_o;
+    lla_grads g;
+    lla_state *d_initial;
+    size_t ws_bytes = 0;
+    fz_buf ws;
+    expect e = {0, 0};
+    lla_status st;
+    int64_t b, before[3];
+    int i, ok = 1, shares_final = c->final_mode != 0 && (c->misc & 0x80);
+    int64_t bt = p->seq_offsets ? 1 : p->batch;
+    scase garbage_kind = *c;
+
+    block_new(&d_final, p, c->dtype);
+    fill_state(&garbage_kind, &d_final, r);
+    memset(&d_init, 0, sizeof d_init);
+    if (c->final_mode == 1 && !shares_final) block_new(&d_init, p, c->dtype);
+    d_initial = c->final_mode == 0 ? NULL
+                : shares_final     ? &d_final.s
+                : c->final_mode == 1 ? &d_init.s
+                                     : &blk->s;
+    for (i = 0; i < 6; ++i) {
+        int64_t ext[4];
+        ext[0] = bt;
+        ext[1] = p->seqlen;
+        ext[2] = i < 2 ? p->qk_heads : p->heads;
+        ext[3] = i < 2 ? p->dk : i == 2 ? p->dv : i == 4 ? p->levels : 1;
+        if (!tensor_make(&gt[i], c->dtype, ext, 0, 0, 0, 0, 0, (size_t)1 << 24)) abort();
+    }
+    {
+        int64_t ext[4];
+        int64_t bb, t, h, e2;
+        ext[0] = bt;
+        ext[1] = p->seqlen;
+        ext[2] = p->heads;
+        ext[3] = p->dv;
+        if (!tensor_make(&d_o, c->dtype, ext, 0, 0, 0, 0, 0, (size_t)1 << 24)) abort();
+        for (bb = 0; bb < ext[0]; ++bb)
+            for (t = 0; t < ext[1]; ++t)
+                for (h = 0; h < ext[2]; ++h)
+                    for (e2 = 0; e2 < ext[3]; ++e2) tensor_set(&d_o, bb, t, h, e2, rng_real(r, -1, 1));
+    }
+    g.dq = gt[0].t;
+    g.dk = gt[1].t;
+    g.dv = gt[2].t;
+    g.dg = gt[3].t;
+    g.dlambda = gt[4].t;
+    g.dbeta = gt[5].t;
+    FUZZ_CHECK(lla_backward_workspace(fuzz_scalar(), p, c->dtype, &ws_bytes) == LLA_OK,
+               "backward workspace: %s", lla_last_error());
+    buf_alloc(&ws, ws_bytes + (c->misc & 63) + 1, 0xc3);
+    for (b = 0; b < p->batch; ++b) {
+        before[b] = positions(blk)[b];
+        ok = ok && fits(before[b], seq_len(c, b), p->levels);
+    }
+    if (!ok) e.must |= ST(LLA_ERR_STATE);
+    snapshot_inputs(d);
+    for (i = 0; i < 6; ++i) buf_snapshot(&gt[i].buf);
+    buf_snapshot(&d_o.buf);
+    buf_snapshot(&blk->buf);
+    buf_snapshot(&d_final.buf);
+    if (d_init.buf.mem) buf_snapshot(&d_init.buf);
+    buf_snapshot(&ws);
+    st = check_status("lla_backward", lla_backward(fuzz_scalar(), p, &d->x, d_o.t, &blk->s, &d_final.s,
+                                                   &g, d_initial, ws.mem + (c->misc & 63), ws_bytes),
+                      e);
+    inputs_unchanged(d, "backward");
+    FUZZ_CHECK(buf_unchanged(&d_o.buf), "backward changed d_o");
+    if (st != LLA_OK) {
+        for (i = 0; i < 6; ++i)
+            FUZZ_CHECK(buf_unchanged(&gt[i].buf), "rejected backward (%s) changed gradient %d",
+                       lla_status_str(st), i);
+        FUZZ_CHECK(buf_unchanged(&blk->buf) && buf_unchanged(&d_final.buf) && buf_unchanged(&ws) &&
+                       (!d_init.buf.mem || buf_unchanged(&d_init.buf)),
+                   "rejected backward (%s) changed a state or the workspace", lla_status_str(st));
+    } else {
+        for (i = 0; i < 6; ++i)
+            FUZZ_CHECK(tensor_padding_unchanged(&gt[i]), "backward wrote gradient %d outside it", i);
+        if (d_initial != &blk->s) FUZZ_CHECK(buf_unchanged(&blk->buf), "backward changed its initial state");
+        if (d_initial != &d_final.s) FUZZ_CHECK(buf_unchanged(&d_final.buf), "backward changed d_final");
+        if (d_initial) {
+            const int64_t *pos = (const int64_t *)d_initial->memory;
+            for (b = 0; b < p->batch; ++b)
+                FUZZ_CHECK(pos[b] == before[b], "d_initial position %lld is %lld, initial had %lld",
+                           (long long)b, (long long)pos[b], (long long)before[b]);
+        }
+    }
+    for (i = 0; i < 6; ++i) tensor_free(&gt[i]);
+    tensor_free(&d_o);
+    buf_free(&ws);
+    buf_free(&d_final.buf);
+    buf_free(&d_init.buf);
+}
+
 /* ------------------------------------------------------------------ differential */
 
 static void compare_outputs(const scase *c, const fz_tensor *a, const fz_tensor *ref, int64_t T,
@@ -442,6 +552,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         buf_free(&o_forward.buf);
         break;
     }
+    case OP_BACKWARD:
+        run_backward(&c, &d, &blk, &r);
+        break;
     default: {
         /* a corrupted descriptor: refused before anything is read or written */
         lla_state saved = blk.s;

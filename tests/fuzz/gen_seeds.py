@@ -205,6 +205,11 @@ def seeds():
     S.append(state('forward-same-block', op=1, final_mode=2, values=2, positions=(pos_small(9), pos_small(1), 0)))
     S.append(state('forward-garbage', op=1, values=0, final_mode=1, positions=(pos_small(9), pos_small(1), 0)))
     S.append(state('varlen', op=2, batch=3, values=1, lengths=(2, 0, 5), positions=(pos_small(3), pos_small(0), pos_small(30))))
+    S.append(state('backward-separate', op=6, values=1, final_mode=1, positions=(pos_small(5), pos_small(9), 0)))
+    S.append(state('backward-alias-initial', op=6, values=2, variant=1, final_mode=2, positions=(pos_small(3), pos_small(0), 0)))
+    S.append(state('backward-alias-final', op=6, values=0, hierarchy=1, final_mode=1, misc=0x80,
+                   positions=(pos_small(6), pos_small(1), 0)))
+    S.append(state('backward-past-capacity', op=6, levels=4, final_mode=1, positions=(pos_cap_plus(0), pos_small(0), 0)))
     for k in range(11):
         S.append(state(f'corrupt-{k}', op=4 + (k & 1), corrupt=k, positions=(pos_small(2), pos_small(4), 0)))
 
