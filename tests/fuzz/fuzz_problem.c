@@ -52,6 +52,7 @@ typedef struct fcase {
     int64_t chaos_stride;
     int64_t garbage_stride;   /* for unused dimensions */
     uint64_t seed;
+    uint8_t init_mode;        /* lla_state_init faults (appended last: old inputs read 0) */
 } fcase;
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -124,6 +125,7 @@ static void parse(fz *f, fcase *c) {
     c->garbage_stride = (fz_u8(f) & 1) ? fz_int(f, 0, 0) : 0;
     c->seed = fz_u64(f);
     c->misc = fz_u8(f);
+    c->init_mode = fz_u8(f);
 }
 
 /* ------------------------------------------------------------------ the model */
@@ -267,6 +269,17 @@ static void apply_faults(const fcase *c, tensors *ts) {
     }
 }
 
+/* The inputs (o aside) address only their allocations. */
+static int inputs_runnable(const fcase *c, const tensors *ts) {
+    int i;
+    for (i = 0; i < NT; ++i) {
+        if (i == TO || (i == TBETA && c->p.variant != LLA_VARIANT_GDN)) continue;
+        if (!ts->t[i].runnable || !ts->t[i].t.data) return 0;
+        if (i == c->chaos_tensor && ts->t[i].ext[c->chaos_dim] > 1) return 0;
+    }
+    return 1;
+}
+
 static void free_tensors(tensors *ts) {
     int i;
     for (i = 0; i < NT; ++i) tensor_free(&ts->t[i]);
@@ -277,15 +290,16 @@ static void snapshot_tensors(tensors *ts) {
     for (i = 0; i < NT; ++i) buf_snapshot(&ts->t[i].buf);
 }
 
-/* Tensor rules of lla.h for a call with T tokens per tensor: data, dtypes, strides. */
-static expect model_tensors(const lla_problem *p, const tensors *ts, int64_t T) {
+/* Tensor rules of lla.h for a call with T tokens per tensor: data, dtypes, strides.  The
+ * call's dtype is that of `out` (o, or d_o for the backward, which takes no o). */
+static expect model_tensors(const lla_problem *p, const tensors *ts, int64_t T, const lla_tensor *out) {
     expect e = {0, 0};
-    lla_dtype d = ts->t[TO].t.dtype;
+    lla_dtype d = out->dtype;
     int i, sixteen = d == LLA_DTYPE_BF16 || d == LLA_DTYPE_F16;
     int known = d == LLA_DTYPE_F32 || d == LLA_DTYPE_F64 || sixteen;
     if (!known) e.must |= ST(LLA_ERR_DTYPE);
     for (i = 0; i < NT; ++i) {
-        const lla_tensor *x = &ts->t[i].t;
+        const lla_tensor *x = i == TO ? out : &ts->t[i].t;
         int64_t ext[4];
         if (i == TBETA && p->variant != LLA_VARIANT_GDN) continue;
         if (!x->data) e.must |= ST(LLA_ERR_ARG);
@@ -514,6 +528,84 @@ static void check_queries(const fcase *c, expect pe, int64_t longest) {
     }
 }
 
+/* lla_tensor_contiguous on the problem's extents: negative or overflowing extents give a
+ * NULL view with a message, anything else the row-major strides. */
+static void check_contiguous(const fcase *c) {
+    const lla_problem *p = &c->p;
+    static double anchor;
+    lla_tensor t;
+    uint64_t row = sat_mul((uint64_t)p->heads, (uint64_t)p->dv);
+    uint64_t sample = sat_mul((uint64_t)p->seqlen, row);
+    int bad = p->seqlen < 0 || p->heads < 0 || p->dv < 0 || row > (uint64_t)INT64_MAX ||
+              sample > (uint64_t)INT64_MAX;
+    memset(&t, 0x5a, sizeof t);
+    t = lla_tensor_contiguous(&anchor, c->dtype, p->seqlen, p->heads, p->dv);
+    if (bad) {
+        FUZZ_CHECK(t.data == NULL && lla_last_error()[0],
+                   "lla_tensor_contiguous(%lld, %lld, %lld) kept its data or left no message",
+                   (long long)p->seqlen, (long long)p->heads, (long long)p->dv);
+    } else {
+        FUZZ_CHECK(t.data == &anchor && t.dtype == c->dtype && t.strides[3] == 1 &&
+                       t.strides[2] == p->dv && (uint64_t)t.strides[1] == row &&
+                       (uint64_t)t.strides[0] == sample,
+                   "lla_tensor_contiguous(%lld, %lld, %lld) = strides (%lld, %lld, %lld, %lld)",
+                   (long long)p->seqlen, (long long)p->heads, (long long)p->dv,
+                   (long long)t.strides[0], (long long)t.strides[1], (long long)t.strides[2],
+                   (long long)t.strides[3]);
+    }
+}
+
+/* lla_state_init with a faulty size, alignment, memory or dtype (init_mode bits):
+ * refused without touching memory or descriptor; accepted: the needed bytes zeroed, the
+ * rest of the block and nothing else touched, the descriptor describing p. */
+static void check_state_init(const fcase *c, expect pe) {
+    const lla_problem *p = &c->p;
+    lla_dtype want = c->dtype == LLA_DTYPE_F64 ? LLA_DTYPE_F64 : LLA_DTYPE_F32, dtype = want;
+    uint8_t m = c->init_mode;
+    size_t need = 0, bytes, offset = (m & 4) ? 4 : 0, i;
+    expect e = pe;
+    fz_buf mem;
+    lla_state s, s_copy;
+    lla_status st;
+    if (pe.must || !small_problem(p)) return; /* sized blocks only */
+    if (lla_state_bytes(p, want, &need) != LLA_OK || need > ((size_t)1 << 22)) return;
+    switch ((m >> 4) & 3) {
+    case 1: dtype = LLA_DTYPE_F16; e.must |= ST(LLA_ERR_DTYPE); break;
+    case 2: dtype = (lla_dtype)9; e.must |= ST(LLA_ERR_DTYPE); break;
+    case 3: dtype = want == LLA_DTYPE_F64 ? LLA_DTYPE_F32 : LLA_DTYPE_F64; break;
+    default: break;
+    }
+    if (dtype != want && ((m >> 4) & 3) == 3 && lla_state_bytes(p, dtype, &need) != LLA_OK) return;
+    bytes = (m & 3) == 0 ? need : (m & 3) == 1 ? need - 1 : (m & 3) == 2 ? need + 7 : 0;
+    if (bytes < need) e.must |= ST(LLA_ERR_WORKSPACE);
+    if (offset) e.must |= ST(LLA_ERR_WORKSPACE);
+    if (m & 8) e.must |= ST(LLA_ERR_ARG);
+    buf_alloc(&mem, need + 16, 0x5a);
+    buf_snapshot(&mem);
+    memset(&s, 0xee, sizeof s);
+    s_copy = s;
+    st = check_status("lla_state_init", lla_state_init(fuzz_scalar(), p, dtype,
+                                                        (m & 8) ? NULL : mem.mem + offset, bytes, &s),
+                      e);
+    if (st != LLA_OK) {
+        FUZZ_CHECK(buf_unchanged(&mem), "rejected lla_state_init wrote memory");
+        FUZZ_CHECK(memcmp(&s, &s_copy, sizeof s) == 0, "rejected lla_state_init wrote the descriptor");
+    } else {
+        for (i = 0; i < need; ++i)
+            FUZZ_CHECK(mem.mem[i] == 0, "lla_state_init left byte %zu of %zu non-zero", i, need);
+        for (i = need; i < mem.bytes; ++i)
+            FUZZ_CHECK(mem.mem[i] == 0x5a, "lla_state_init wrote byte %zu past the %zu it needs", i, need);
+        FUZZ_CHECK(s.memory == mem.mem && s.bytes == bytes && s.dtype == dtype &&
+                       s.variant == p->variant && s.hierarchy == p->hierarchy && s.batch == p->batch &&
+                       s.heads == p->heads && s.levels == p->levels && s.dk == p->dk && s.dv == p->dv,
+                   "lla_state_init filled the descriptor wrongly");
+    }
+    check_status("lla_state_init(NULL state)",
+                 lla_state_init(fuzz_scalar(), p, want, mem.mem, need, NULL),
+                 (expect){ST(LLA_ERR_ARG), 0});
+    buf_free(&mem);
+}
+
 /* ------------------------------------------------------------------ forward */
 
 typedef struct forward_result {
@@ -540,7 +632,7 @@ static void check_forward(const fcase *c, tensors *ts, expect pe, int64_t longes
     int states_real = pe.must == 0 && small_problem(p);
 
     memset(res, 0, sizeof *res);
-    merge(&e, model_tensors(p, ts, p->seqlen));
+    merge(&e, model_tensors(p, ts, p->seqlen, &ts->t[TO].t));
     if (sizes_positive(p) && p->levels <= 62 && p->levels < ref_num_levels(longest))
         e.must |= ST(use_initial ? LLA_ERR_STATE : LLA_ERR_SHAPE);
     runnable = ts->runnable && e.must == 0;
@@ -655,7 +747,7 @@ static void check_decode(const fcase *c, tensors *ts, const forward_result *fwd)
     one.seqlen = 1;
     one.seq_offsets = NULL;
     e = model_problem(&one);
-    merge(&e, model_tensors(&one, ts, 1));
+    merge(&e, model_tensors(&one, ts, 1, &ts->t[TO].t));
     runnable = ts->runnable && e.must == 0;
     make_state(&state, &one, c->dtype, e.must == 0 || (model_problem(&one).must == 0 && small_problem(&one)));
     if (!state.real) e.must |= ST(LLA_ERR_WORKSPACE);
@@ -837,7 +929,7 @@ static void check_backward(const fcase *c, tensors *ts, expect pe, int64_t longe
     lla_state *d_initial;
 
     build_grads(c, ts, &gs);
-    merge(&e, model_tensors(p, ts, p->seqlen));
+    merge(&e, model_tensors(p, ts, p->seqlen, &gs.d_o.t));
     merge(&e, model_grads(p, &gs));
     if (sixteen) e.maybe |= ST(LLA_ERR_DTYPE); /* scalar backward: DTYPE, not UNSUPPORTED */
     if (sizes_positive(p) && p->levels <= 62 && p->levels < ref_num_levels(longest))
@@ -869,7 +961,8 @@ static void check_backward(const fcase *c, tensors *ts, expect pe, int64_t longe
             }
         }
     }
-    runnable = ts->runnable && gs.runnable && e.must == 0;
+    /* o plays no part here: runnable unless an input is faulty */
+    runnable = gs.runnable && e.must == 0 && inputs_runnable(c, ts);
     if (e.must == 0 && !runnable) goto done;
     if (lla_backward_workspace(be, p, c->dtype, &ws_bytes) != LLA_OK || ws_bytes > ((size_t)1 << 26)) {
         if (runnable) {
@@ -1003,6 +1096,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     longest = sizes_positive(&c.p) ? longest_sequence(&c.p) : 0;
     check_status("lla_problem_check(NULL)", lla_problem_check(NULL), (expect){ST(LLA_ERR_ARG), 0});
     check_queries(&c, pe, longest);
+    check_contiguous(&c);
+    check_state_init(&c, pe);
 
     build_tensors(&c, &ts);
     fill_values(&c, &ts);
