@@ -32,6 +32,7 @@ typedef struct fixture {
 
 static void setup(fixture *f, lla_variant variant) {
     size_t i;
+    if (f->be) lla_backend_close(f->be); /* the previous case's */
     memset(f, 0, sizeof *f);
     assert_int_equal(lla_backend_open("scalar", &f->be), LLA_OK);
     lla_problem_init(&f->p, variant, LLA_HIERARCHY_WEAK, B, T, H, 1, K, V);
@@ -49,6 +50,11 @@ static void setup(fixture *f, lla_variant variant) {
     f->out = lla_tensor_contiguous(f->o, LLA_DTYPE_F64, T, H, V);
     memset(f->o, 0xa5, sizeof f->o);
     memcpy(f->o_copy, f->o, sizeof f->o);
+}
+
+static void teardown(fixture *f) {
+    lla_backend_close(f->be);
+    f->be = NULL;
 }
 
 static lla_status forward(fixture *f) {
@@ -90,6 +96,7 @@ static void overflowing_strides_are_refused(void **state) {
         assert_true(need <= sizeof f.ws);
         expect_refused(&f, lla_oracle_forward(&f.p, &f.x, f.out, f.ws, sizeof f.ws), "tensor beta");
     }
+    teardown(&f);
 }
 
 static void decode_strides_are_checked_for_one_token(void **state) {
@@ -111,6 +118,7 @@ static void decode_strides_are_checked_for_one_token(void **state) {
     memcpy(f.o_copy, f.o, sizeof f.o);
     expect_refused(&f, lla_decode_step(f.be, &f.p, &st, &f.x, f.out), "tensor o");
     assert_int_equal(((const int64_t *)(const void *)mem)[0], 1); /* only the first step ran */
+    teardown(&f);
 }
 
 static void unused_strides_may_hold_anything(void **state) {
@@ -126,6 +134,7 @@ static void unused_strides_may_hold_anything(void **state) {
     f.x.q.strides[0] = f.x.k.strides[0] = f.x.v.strides[0] = INT64_MIN;
     f.x.g.strides[0] = f.x.lambda.strides[0] = f.x.beta.strides[0] = f.out.strides[0] = INT64_MAX;
     assert_int_equal(forward(&f), LLA_OK);
+    teardown(&f);
 }
 
 int main(void) {
