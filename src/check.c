@@ -32,7 +32,7 @@ lla_status lla__check_problem(const lla_problem *p, int64_t *max_len) {
         return lla__set_error(LLA_ERR_SHAPE, "chunk %lld is not 0 or a power of two <= 1024",
                               (long long)p->chunk);
     if (!(p->scale == p->scale) || p->scale > 1e300 || p->scale < -1e300)
-        return lla__set_error(LLA_ERR_ARG, "scale is not finite");
+        return lla__set_error(LLA_ERR_ARG, "scale is not finite or beyond +-1e300");
     /* Every element count of every tensor, and its byte count, must fit. */
     {
         int64_t widest = p->dk > p->dv ? p->dk : p->dv, bt, count;
