@@ -1,0 +1,177 @@
+/*
+ * omp_kernels.c - vectorizable micro-kernels of the openmp backend.
+ *
+ * Compiled several times (backends/openmp/meson.build) with
+ *     LLA_OMP_ISA   table suffix: generic, avx2, avx512
+ *     LLA_OMP_MR    register tile rows
+ *     LLA_OMP_NR    register tile columns (one or two vector registers per row)
+ * and the matching -m flags.  The code is plain C99: constant-shape accumulator arrays the
+ * compiler keeps in vector registers, `omp simd` on the column loops.  No intrinsics, so
+ * the same source serves x86-64, aarch64 (NEON) and anything else gcc/clang vectorize.
+ * Built with -fno-trapping-math so comparisons inside simd loops can be if-converted.
+ */
+#include "omp_kernels.h"
+
+#ifndef LLA_OMP_ISA
+#define LLA_OMP_ISA generic
+#endif
+#ifndef LLA_OMP_MR
+#define LLA_OMP_MR 4
+#endif
+#ifndef LLA_OMP_NR
+#define LLA_OMP_NR 8
+#endif
+
+#define MR LLA_OMP_MR
+#define NR LLA_OMP_NR
+#define CAT2(a, b) a##b
+#define CAT(a, b) CAT2(a, b)
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+#if MR < 1 || MR > 8 || NR > LLA_OMP_PAD || (LLA_OMP_PAD % NR) != 0
+#error "register tile out of range"
+#endif
+
+/* One ROWS x NR tile of C from kd steps of A (ROWS rows) and B (NR columns).  The
+ * accumulator starts at zero; the store scales each row by rs[i] and adds or writes. */
+#define DEFINE_TILE(ROWS)                                                                   \
+    static void tile_##ROWS(int64_t kd, const float *restrict a, int64_t lda,               \
+                            const float *restrict b, int64_t ldb, float *restrict c,         \
+                            int64_t ldc, const float *restrict rs, int accumulate) {         \
+        float acc[ROWS][NR];                                                                \
+        int64_t p;                                                                          \
+        int i, j;                                                                           \
+        for (i = 0; i < ROWS; ++i)                                                          \
+            for (j = 0; j < NR; ++j) acc[i][j] = 0.0f;                                      \
+        for (p = 0; p < kd; ++p) {                                                          \
+            const float *restrict bp = b + p * ldb;                                         \
+            for (i = 0; i < ROWS; ++i) {                                                    \
+                const float ai = a[i * lda + p];                                            \
+                _Pragma("omp simd") for (j = 0; j < NR; ++j) acc[i][j] += ai * bp[j];      \
+            }                                                                               \
+        }                                                                                   \
+        for (i = 0; i < ROWS; ++i) {                                                        \
+            const float s = rs ? rs[i] : 1.0f;                                              \
+            float *restrict ci = c + i * ldc;                                               \
+            if (accumulate) {                                                               \
+                _Pragma("omp simd") for (j = 0; j < NR; ++j) ci[j] += s * acc[i][j];       \
+            } else {                                                                        \
+                _Pragma("omp simd") for (j = 0; j < NR; ++j) ci[j] = s * acc[i][j];        \
+            }                                                                               \
+        }                                                                                   \
+    }
+
+DEFINE_TILE(1)
+DEFINE_TILE(2)
+DEFINE_TILE(3)
+DEFINE_TILE(4)
+#if MR >= 5
+DEFINE_TILE(5)
+#endif
+#if MR >= 6
+DEFINE_TILE(6)
+#endif
+#if MR >= 7
+DEFINE_TILE(7)
+#endif
+#if MR >= 8
+DEFINE_TILE(8)
+#endif
+
+static void tile(int rows, int64_t kd, const float *a, int64_t lda, const float *b,
+                 int64_t ldb, float *c, int64_t ldc, const float *rs, int accumulate) {
+    switch (rows) {
+    case 1: tile_1(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+    case 2: tile_2(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+    case 3: tile_3(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+    case 4: tile_4(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+#if MR >= 5
+    case 5: tile_5(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+#endif
+#if MR >= 6
+    case 6: tile_6(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+#endif
+#if MR >= 7
+    case 7: tile_7(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+#endif
+#if MR >= 8
+    case 8: tile_8(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+#endif
+    default: break;
+    }
+}
+
+static void gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, const float *b,
+                 int64_t ldb, float *c, int64_t ldc, const float *rs, int accumulate,
+                 int shape) {
+    int64_t i, j;
+    for (i = 0; i < m; i += MR) {
+        const int rows = m - i < MR ? (int)(m - i) : MR;
+        const int64_t last = i + rows - 1;
+        int64_t kdi = kd;
+        if ((shape & LLA_OMP_LOWER_A) && kdi > last + 1) kdi = last + 1;
+        for (j = 0; j < n; j += NR) {
+            if ((shape & LLA_OMP_LOWER_C) && j > last) break;
+            tile(rows, kdi, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc,
+                 rs ? rs + i : (const float *)0, accumulate);
+        }
+    }
+}
+
+/* exp on [-87, 87] by range reduction to r in [-ln2/2, ln2/2] and a degree-6 polynomial
+ * (relative error < 1e-7); below -87 the decay is flushed to 0. */
+static void mul_exp(int64_t n, float *restrict x, float f, double g0, const double *restrict gs) {
+    int64_t i;
+#pragma omp simd
+    for (i = 0; i < n; ++i) {
+        const float d = (float)(g0 - gs[i]);
+        float v = d < -87.0f ? -87.0f : d;
+        float fn, r, p;
+        union { uint32_t u; float f; } two_n;
+        v = v > 87.0f ? 87.0f : v;
+        fn = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(v / ln 2) */
+        r = v - fn * 0.693359375f;
+        r = r + fn * 2.12194440e-4f;
+        p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        two_n.u = (uint32_t)((int32_t)fn + 127) << 23;
+        x[i] *= d < -87.0f ? 0.0f : f * (p * two_n.f);
+    }
+}
+
+static void axpby(int64_t n, float a, float *restrict y, float b, const float *restrict x) {
+    int64_t i;
+#pragma omp simd
+    for (i = 0; i < n; ++i) y[i] = a * y[i] + b * x[i];
+}
+
+static void decay_acc(int64_t n, float *restrict row, float a, float w, float *restrict y) {
+    int64_t i;
+#pragma omp simd
+    for (i = 0; i < n; ++i) {
+        const float r = a * row[i];
+        row[i] = r;
+        y[i] += w * r;
+    }
+}
+
+static void delta_acc(int64_t n, float *restrict row, float a, float ck, const float *restrict r,
+                      float w, float *restrict y) {
+    int64_t i;
+#pragma omp simd
+    for (i = 0; i < n; ++i) {
+        const float s = a * (row[i] - ck * r[i]);
+        row[i] = s;
+        y[i] += w * s;
+    }
+}
+
+const lla_omp_kernels CAT(lla__omp_kernels_, LLA_OMP_ISA) = {
+    STR(LLA_OMP_ISA), MR, NR, gemm, mul_exp, axpby, decay_acc, delta_acc,
+};
