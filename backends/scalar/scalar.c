@@ -1,10 +1,12 @@
 /*
- * scalar.c - the scalar backend's table: plain C99, no allocation, no threads.
+ * scalar.c - the scalar backend's table: plain C99, no allocation, no threads, no stdio.
  * The reference every other backend is checked against, and the fallback for every
- * entry another backend leaves NULL.
+ * entry another backend leaves NULL.  Algorithms: docs/algorithms.md.
+ *
+ *   decode.c + decode_impl.h   decode step (float and double instances)
+ *   forward.c                  chunkwise forward, initial / final states
  */
-#include "backend.h"
-#include "internal.h"
+#include "scalar.h"
 
 static lla_status scalar_probe(char *why, size_t len, int *device_count) {
     if (why && len) lla__snprintf(why, len, "always available (portable C99 reference)");
@@ -20,19 +22,34 @@ static lla_status scalar_open(lla_backend *self, int device, const char *spec) {
     return LLA_OK;
 }
 
+/* Every variant and hierarchy (GDN strong included) in float32 and float64; the 16-bit
+ * storage types belong to the GPU backends. */
+static lla_status scalar_supports(lla_backend *self, const lla_problem *p, lla_dtype dtype,
+                                  lla_op op) {
+    (void)self;
+    (void)p;
+    (void)op;
+    if (dtype != LLA_DTYPE_F32 && dtype != LLA_DTYPE_F64)
+        return lla__set_error(LLA_ERR_UNSUPPORTED,
+                              "scalar backend: %s tensors are not supported (f32 and f64 only)",
+                              lla_dtype_name(dtype));
+    return LLA_OK;
+}
+
 const lla_backend_ops lla_scalar_ops = {
-    "scalar",
-    LLA_API_VERSION,
-    scalar_probe,
-    NULL, /* device_name */
-    scalar_open,
-    NULL, /* close */
-    NULL, /* supports */
-    NULL, /* forward_workspace */
-    NULL, /* forward */
-    NULL, /* backward_workspace */
-    NULL, /* backward */
-    NULL, /* decode_step */
-    LLA_MEMORY_HOST,
+    /* name               */ "scalar",
+    /* api_version        */ LLA_API_VERSION,
+    /* probe              */ scalar_probe,
+    /* device_name        */ NULL,
+    /* open               */ scalar_open,
+    /* close              */ NULL,
+    /* supports           */ scalar_supports,
+    /* forward_workspace  */ lla__scalar_forward_workspace,
+    /* forward            */ lla__scalar_forward,
+    /* backward_workspace */ NULL, /* backward.c (separate work item) */
+    /* backward           */ NULL, /* backward.c (separate work item) */
+    /* decode_step        */ lla__scalar_decode_step,
+    /* memory_kind        */ LLA_MEMORY_HOST,
+    /* mem_alloc .. set_threads: host defaults */
     NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 };
