@@ -1,0 +1,727 @@
+/*
+ * test_diff.c - the differential driver: every usable backend other than scalar against
+ * the scalar backend, on every case (modelled on ggml's test-backend-ops).
+ *
+ * Backends are found at run time (lla_backend_count / lla_backend_info_get), so a new
+ * backend compiled into the library is tested without changes here; one that is not
+ * usable on this machine is skipped with its reason printed.  The openmp backend runs at
+ * 1, 2 and 3 threads (at 2 and 3 threads the small-batch cases take its segmented
+ * schedule); others at their default.
+ *
+ * Per case (random shapes: T = 1, T not a multiple of the chunk, K != V, grouped q/k,
+ * varlen packed batches with empty and one-token sequences, strided views, weak and
+ * strong, mamba2 and gdn), all float32:
+ *   forward                 o against scalar (relative norm error <= 1e-5, NaN fails)
+ *   forward + final state   o and the state (positions exact, values <= 1e-5)
+ *   forward from a state    initial state = scalar prefill of an independent history of
+ *                           ragged lengths; o and final state, then again with
+ *                           final == initial (in place)
+ *   decode                  steps from that state: every output and the final state
+ *   backward                gradients (<= 1e-4) when the backend has its own backward
+ * Every call: outputs in buffers with guard bytes and padding between elements (all must
+ * stay untouched), the workspace poisoned twice (NaN bytes, then a large finite pattern)
+ * with bit-identical outputs required, guard bytes after the workspace, initial states
+ * unchanged.  An operation is skipped only when lla_backend_supports says unsupported,
+ * and the skip is printed.
+ * Golden files (../shared/golden): forward, final state and decode on every backend.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend.h" /* to tell a backend's own backward from the registry's fallback */
+#include "golden.h"
+#include "testutil.h"
+
+#define GUARD 256
+#define FILL 0x5a
+#define TOL_F32 1e-5
+#define TOL_GRAD_F32 1e-4
+#define DECODE_STEPS 9
+
+/* ------------------------------------------------------------------ cases */
+
+typedef struct dcase {
+    char name[112];
+    lla_variant variant;
+    lla_hierarchy hierarchy;
+    int64_t B, T, H, G, K, V, chunk;
+    int strided, varlen, history;
+    uint64_t seed;
+} dcase;
+
+typedef struct target {
+    char backend[32];
+    int threads; /* 0: backend default */
+} target;
+
+typedef struct job {
+    const target *tg;
+    const dcase *dc;   /* NULL: golden file */
+    char golden[128];
+    char label[200];
+} job;
+
+#define MAX_CASES 64
+#define MAX_TARGETS 16
+static dcase g_cases[MAX_CASES];
+static int g_ncases;
+static target g_targets[MAX_TARGETS];
+static int g_ntargets;
+
+static void add_case(lla_variant v, lla_hierarchy h, int64_t B, int64_t T, int64_t H, int64_t G,
+                     int64_t K, int64_t V, int64_t C, int strided, int varlen, int history,
+                     uint64_t seed) {
+    dcase *c = &g_cases[g_ncases++];
+    c->variant = v;
+    c->hierarchy = h;
+    c->B = B;
+    c->T = T;
+    c->H = H;
+    c->G = G;
+    c->K = K;
+    c->V = V;
+    c->chunk = C;
+    c->strided = strided;
+    c->varlen = varlen;
+    c->history = history;
+    c->seed = seed;
+    snprintf(c->name, sizeof c->name, "%s-%s B%lld T%lld H%lld G%lld K%lld V%lld C%lld%s%s%s",
+             v == LLA_VARIANT_GDN ? "gdn" : "mamba2", h == LLA_HIERARCHY_STRONG ? "strong" : "weak",
+             (long long)B, (long long)T, (long long)H, (long long)G, (long long)K, (long long)V,
+             (long long)C, strided ? " strided" : "", varlen ? " varlen" : "",
+             history ? " +state" : "");
+}
+
+static void build_cases(void) {
+    test_rng r = {20250611u};
+    int v, h, i;
+    g_ncases = 0;
+    /* fixed edge cases, every variant x hierarchy */
+    for (v = 0; v < 2; ++v)
+        for (h = 0; h < 2; ++h) {
+            lla_variant var = (lla_variant)v;
+            lla_hierarchy hie = (lla_hierarchy)h;
+            add_case(var, hie, 1, 1, 1, 1, 4, 3, 64, 0, 0, 1, 11u + (uint64_t)(v * 2 + h));
+            add_case(var, hie, 2, 65, 2, 1, 8, 6, 64, 1, 0, 1, 21u + (uint64_t)(v * 2 + h));
+            add_case(var, hie, 1, 150, 1, 1, 16, 8, 8, 0, 0, 0, 31u + (uint64_t)(v * 2 + h));
+            add_case(var, hie, 3, 180, 4, 2, 6, 9, 4, 1, 1, 1, 41u + (uint64_t)(v * 2 + h));
+            add_case(var, hie, 1, 129, 2, 2, 5, 7, 16, 0, 0, 1, 51u + (uint64_t)(v * 2 + h));
+            add_case(var, hie, 1, 200, 2, 1, 32, 16, 64, 0, 0, 0, 61u + (uint64_t)(v * 2 + h));
+        }
+    /* random shapes */
+    for (i = 0; i < 16; ++i) {
+        int64_t H = rng_int(&r, 1, 4), G = 1, B = rng_int(&r, 1, 3);
+        int64_t Cexp = rng_int(&r, 0, 6);
+        if (H % 2 == 0 && rng_int(&r, 0, 1)) G = H / 2;
+        add_case((lla_variant)rng_int(&r, 0, 1), (lla_hierarchy)rng_int(&r, 0, 1), B,
+                 rng_int(&r, 1, 260), H, G, rng_int(&r, 1, 24), rng_int(&r, 1, 24),
+                 (int64_t)1 << Cexp, (int)rng_int(&r, 0, 1), (int)rng_int(&r, 0, 1),
+                 (int)rng_int(&r, 0, 1), 1000u + (uint64_t)i);
+    }
+}
+
+/* ------------------------------------------------------------------ guarded buffers */
+
+typedef struct gbuf {
+    unsigned char *raw; /* GUARD | body | GUARD */
+    size_t body;
+    lla_tensor t;
+    /* logical extent, to check padding */
+    int64_t bt, T, heads, dim;
+} gbuf;
+
+/* A [bt, T, heads, dim] float32 tensor inside guard bytes; strided: padding between every
+ * row, head and batch (as td_tensor), everything filled with FILL. */
+static gbuf gtensor(int64_t bt, int64_t T, int64_t heads, int64_t dim, int strided) {
+    gbuf g;
+    const int64_t pad_d = strided ? 3 : 0, pad_h = strided ? 1 : 0;
+    g.t.dtype = LLA_DTYPE_F32;
+    g.t.strides[3] = 1;
+    g.t.strides[2] = dim + pad_d;
+    g.t.strides[1] = (heads + pad_h) * g.t.strides[2];
+    g.t.strides[0] = T * g.t.strides[1] + (strided ? 5 : 0);
+    g.body = (size_t)(bt * g.t.strides[0]) * sizeof(float);
+    g.raw = (unsigned char *)malloc(g.body + 2 * GUARD);
+    assert_non_null(g.raw);
+    memset(g.raw, FILL, g.body + 2 * GUARD);
+    g.t.data = g.raw + GUARD;
+    g.bt = bt;
+    g.T = T;
+    g.heads = heads;
+    g.dim = dim;
+    return g;
+}
+
+/* Every byte outside the logical elements still FILL. */
+static void gtensor_check(const gbuf *g, const char *what) {
+    const size_t n = g->body + 2 * GUARD;
+    unsigned char *mark = (unsigned char *)calloc(n, 1);
+    int64_t b, t, h, d;
+    size_t i;
+    assert_non_null(mark);
+    for (b = 0; b < g->bt; ++b)
+        for (t = 0; t < g->T; ++t)
+            for (h = 0; h < g->heads; ++h)
+                for (d = 0; d < g->dim; ++d) {
+                    size_t off = GUARD + (size_t)(b * g->t.strides[0] + t * g->t.strides[1] +
+                                                  h * g->t.strides[2] + d) * sizeof(float);
+                    memset(mark + off, 1, sizeof(float));
+                }
+    for (i = 0; i < n; ++i)
+        if (!mark[i] && g->raw[i] != FILL) {
+            free(mark);
+            fail_msg("%s: byte %ld outside the logical elements was written", what,
+                     (long)i - GUARD);
+        }
+    free(mark);
+}
+
+static void gfree(gbuf *g) {
+    free(g->raw);
+    g->raw = NULL;
+}
+
+/* ------------------------------------------------------------------ states */
+
+typedef struct gstate {
+    lla_state s;
+    unsigned char *raw;
+    size_t bytes;
+} gstate;
+
+static gstate state_new(lla_backend *be, const lla_problem *p) {
+    gstate g;
+    assert_int_equal(lla_state_bytes(p, LLA_DTYPE_F32, &g.bytes), LLA_OK);
+    g.raw = (unsigned char *)malloc(g.bytes + GUARD);
+    assert_non_null(g.raw);
+    memset(g.raw, FILL, g.bytes + GUARD);
+    assert_int_equal(lla_state_init(be, p, LLA_DTYPE_F32, g.raw, g.bytes, &g.s), LLA_OK);
+    return g;
+}
+
+static gstate state_clone(lla_backend *be, const lla_problem *p, const gstate *src) {
+    gstate g = state_new(be, p);
+    memcpy(g.raw, src->raw, g.bytes);
+    return g;
+}
+
+static void state_check_guard(const gstate *g, const char *what) {
+    size_t i;
+    for (i = 0; i < GUARD; ++i)
+        if (g->raw[g->bytes + i] != FILL) fail_msg("%s: state guard byte %lu written", what, (unsigned long)i);
+}
+
+static size_t state_count(const lla_state *s) {
+    return (size_t)(s->batch * s->heads * s->levels * s->dk * s->dv);
+}
+
+static double state_err(const gstate *a, const gstate *ref, const char *what) {
+    const float *va = (const float *)((const char *)a->s.memory + lla_state_values_offset(a->s.batch));
+    const float *vr = (const float *)((const char *)ref->s.memory + lla_state_values_offset(ref->s.batch));
+    const size_t n = state_count(&a->s);
+    double num = 0.0, den = 0.0;
+    size_t i;
+    int64_t b;
+    for (b = 0; b < a->s.batch; ++b)
+        if (((const int64_t *)a->s.memory)[b] != ((const int64_t *)ref->s.memory)[b])
+            fail_msg("%s: position of sequence %lld is %lld, scalar says %lld", what, (long long)b,
+                     (long long)((const int64_t *)a->s.memory)[b],
+                     (long long)((const int64_t *)ref->s.memory)[b]);
+    for (i = 0; i < n; ++i) {
+        double x = va[i], y = vr[i];
+        if (x != x || y != y) return INFINITY;
+        num += (x - y) * (x - y);
+        den += y * y;
+    }
+    if (den == 0.0) return num == 0.0 ? 0.0 : INFINITY;
+    return sqrt(num / den);
+}
+
+static void state_free(gstate *g) {
+    free(g->raw);
+    g->raw = NULL;
+}
+
+/* ------------------------------------------------------------------ calls */
+
+static void check_err(const char *label, const char *what, double err, double tol) {
+    print_message("    %-58s %-30s rel err %.3g\n", label, what, err);
+    if (!(err <= tol)) fail_msg("%s: %s rel err %g > %g", label, what, err, tol);
+}
+
+/* lla_forward with a poisoned, guarded workspace of exactly the queried size. */
+static lla_status forward_poisoned(lla_backend *be, const lla_problem *p, const lla_inputs *x,
+                                   lla_tensor o, const lla_state *init, lla_state *fin, int poison,
+                                   const char *label) {
+    size_t ws = 0, i;
+    unsigned char *w;
+    lla_status st;
+    assert_int_equal(lla_forward_workspace(be, p, LLA_DTYPE_F32, &ws), LLA_OK);
+    w = (unsigned char *)malloc(ws + GUARD);
+    assert_non_null(w);
+    memset(w, poison, ws);
+    memset(w + ws, FILL, GUARD);
+    st = lla_forward(be, p, x, o, init, fin, ws ? w : NULL, ws);
+    for (i = 0; i < GUARD; ++i)
+        if (w[ws + i] != FILL) {
+            free(w);
+            fail_msg("%s: wrote past the workspace (%lu bytes)", label, (unsigned long)ws);
+        }
+    free(w);
+    return st;
+}
+
+static int supported(lla_backend *be, const lla_problem *p, lla_op op, const char *label,
+                     const char *what) {
+    lla_status st = lla_backend_supports(be, p, LLA_DTYPE_F32, op);
+    if (st == LLA_OK) return 1;
+    print_message("    %-58s %-30s SKIPPED: %s says %s (%s)\n", label, what,
+                  lla_backend_name(be), lla_status_str(st), lla_last_error());
+    if (st != LLA_ERR_UNSUPPORTED && st != LLA_ERR_DTYPE)
+        fail_msg("%s: supports() failed with %s", label, lla_status_str(st));
+    return 0;
+}
+
+static lla_backend *open_target(const target *tg) {
+    lla_backend *be = NULL;
+    if (lla_backend_open(tg->backend, &be) != LLA_OK)
+        fail_msg("cannot open %s: %s", tg->backend, lla_last_error());
+    if (tg->threads) assert_int_equal(lla_backend_set_threads(be, tg->threads), LLA_OK);
+    return be;
+}
+
+/* ------------------------------------------------------------------ one case */
+
+typedef struct casedata {
+    lla_problem p;        /* the case (p.seq_offsets -> td->offsets when varlen) */
+    test_data *td;
+    int64_t bt;
+    test_data *hist;      /* independent history, prefilled by scalar into s0 */
+    int has_state;
+} casedata;
+
+static void ragged(test_rng *r, int64_t B, int64_t total, int64_t *offsets) {
+    int64_t i, left = total;
+    offsets[0] = 0;
+    for (i = 0; i < B; ++i) {
+        int64_t len = i == B - 1 ? left : rng_int(r, 0, left);
+        if (i == 0 && B > 1 && left > 2) len = 1; /* a one-token sequence */
+        offsets[i + 1] = offsets[i] + len;
+        left -= len;
+    }
+}
+
+static void case_setup(const dcase *dc, casedata *cd) {
+    lla_problem p;
+    test_rng r;
+    int64_t offs[TD_MAX_BATCH + 1], hoffs[TD_MAX_BATCH + 1], b, longest = 0;
+    memset(cd, 0, sizeof *cd);
+    r.s = dc->seed * 7919u + 1u;
+    lla_problem_init(&p, dc->variant, dc->hierarchy, dc->B, dc->T, dc->H, dc->G, dc->K, dc->V);
+    p.chunk = dc->chunk;
+    p.scale = 0.75;
+    if (dc->varlen) ragged(&r, dc->B, dc->T, offs);
+    /* history lengths: ragged, some zero; levels for history + sequence */
+    if (dc->history) {
+        hoffs[0] = 0;
+        for (b = 0; b < dc->B; ++b) hoffs[b + 1] = hoffs[b] + (b == 1 ? 0 : rng_int(&r, 1, 140));
+    }
+    for (b = 0; b < dc->B; ++b) { /* + room for the decode steps after it */
+        int64_t len = dc->varlen ? offs[b + 1] - offs[b] : dc->T;
+        int64_t h = dc->history ? hoffs[b + 1] - hoffs[b] : 0;
+        if (len < DECODE_STEPS) len = DECODE_STEPS;
+        if (len + h > longest) longest = len + h;
+    }
+    p.levels = lla_num_levels(longest > 0 ? longest : 1);
+    if (p.levels < lla_num_levels(dc->T)) p.levels = lla_num_levels(dc->T);
+    cd->td = td_create(&p, dc->varlen ? offs : NULL, LLA_DTYPE_F32, dc->strided, dc->seed);
+    cd->p = cd->td->p;
+    cd->bt = td_tensor_batch(&cd->p);
+    if (dc->history) {
+        lla_problem hp = p;
+        hp.seqlen = hoffs[dc->B];
+        cd->hist = td_create(&hp, hoffs, LLA_DTYPE_F32, 0, dc->seed + 99u);
+        cd->has_state = 1;
+    }
+}
+
+static void case_free(casedata *cd) {
+    td_free(cd->td);
+    td_free(cd->hist);
+}
+
+/* The history prefilled by scalar: the initial state both backends start from. */
+static gstate prefill(lla_backend *sc, const casedata *cd) {
+    gstate s = state_new(sc, &cd->p);
+    int64_t bt = td_tensor_batch(&cd->hist->p);
+    gbuf o = gtensor(bt, cd->hist->p.seqlen, cd->p.heads, cd->p.dv, 0);
+    assert_int_equal(forward_poisoned(sc, &cd->hist->p, &cd->hist->x, o.t, NULL, &s.s, 0xff,
+                                      "history"),
+                     LLA_OK);
+    gfree(&o);
+    return s;
+}
+
+static void run_forward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
+                             const gstate *init, int with_final, int in_place, const char *label,
+                             const char *what) {
+    const lla_problem *p = &cd->p;
+    gbuf o_ref = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
+    gbuf o1 = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
+    gbuf o2 = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
+    gstate f_ref, f1, f2, init_copy;
+    const lla_state *ini = init ? &init->s : NULL;
+    char w[96];
+    int have_f = with_final || in_place;
+    memset(&init_copy, 0, sizeof init_copy);
+    memset(&f_ref, 0, sizeof f_ref);
+    memset(&f1, 0, sizeof f1);
+    memset(&f2, 0, sizeof f2);
+    if (have_f) {
+        f_ref = state_new(sc, p);
+        if (in_place) { /* final == initial: both start from copies of the initial state */
+            f1 = state_clone(be, p, init);
+            f2 = state_clone(be, p, init);
+        } else {
+            f1 = state_new(be, p);
+            f2 = state_new(be, p);
+        }
+    }
+    if (init) init_copy = state_clone(sc, p, init);
+    assert_int_equal(forward_poisoned(sc, p, &cd->td->x, o_ref.t, ini, have_f ? &f_ref.s : NULL,
+                                      0xff, label),
+                     LLA_OK);
+    assert_int_equal(forward_poisoned(be, p, &cd->td->x, o1.t, in_place ? &f1.s : ini,
+                                      have_f ? &f1.s : NULL, 0xff, label),
+                     LLA_OK);
+    assert_int_equal(forward_poisoned(be, p, &cd->td->x, o2.t, in_place ? &f2.s : ini,
+                                      have_f ? &f2.s : NULL, FILL, label),
+                     LLA_OK);
+    snprintf(w, sizeof w, "%s o", what);
+    check_err(label, w, rel_err(p, &o1.t, &o_ref.t, p->heads, p->dv), TOL_F32);
+    gtensor_check(&o1, label);
+    gtensor_check(&o2, label);
+    if (memcmp(o1.raw, o2.raw, o1.body + 2 * GUARD) != 0)
+        fail_msg("%s: %s output depends on the workspace contents", label, what);
+    if (have_f) {
+        snprintf(w, sizeof w, "%s final state", what);
+        check_err(label, w, state_err(&f1, &f_ref, label), TOL_F32);
+        if (memcmp(f1.raw, f2.raw, f1.bytes) != 0)
+            fail_msg("%s: %s final state depends on the workspace contents", label, what);
+        state_check_guard(&f1, label);
+        state_free(&f_ref);
+        state_free(&f1);
+        state_free(&f2);
+    }
+    if (init) {
+        if (memcmp(init_copy.raw, init->raw, init->bytes) != 0)
+            fail_msg("%s: %s modified the initial state", label, what);
+        state_free(&init_copy);
+    }
+    gfree(&o_ref);
+    gfree(&o1);
+    gfree(&o2);
+}
+
+static void run_decode_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
+                            const gstate *init, const char *label) {
+    lla_problem p = cd->p;
+    gstate s_ref, s_be;
+    int64_t step;
+    const int steps = DECODE_STEPS;
+    double worst = 0.0;
+    p.seq_offsets = NULL;
+    p.seqlen = 1;
+    s_ref = init ? state_clone(sc, &p, init) : state_new(sc, &p);
+    s_be = init ? state_clone(be, &p, init) : state_new(be, &p);
+    for (step = 0; step < steps; ++step) {
+        test_data *x = td_create(&p, NULL, LLA_DTYPE_F32, cd->td->strided,
+                                 cd->td->p.seqlen * 31u + (uint64_t)step);
+        gbuf o_ref = gtensor(p.batch, 1, p.heads, p.dv, cd->td->strided);
+        gbuf o_be = gtensor(p.batch, 1, p.heads, p.dv, cd->td->strided);
+        double e;
+        assert_int_equal(lla_decode_step(sc, &p, &s_ref.s, &x->x, o_ref.t), LLA_OK);
+        assert_int_equal(lla_decode_step(be, &p, &s_be.s, &x->x, o_be.t), LLA_OK);
+        e = rel_err(&p, &o_be.t, &o_ref.t, p.heads, p.dv);
+        if (!(e <= worst)) worst = e;
+        if (!(e <= TOL_F32)) fail_msg("%s: decode step %lld rel err %g", label, (long long)step, e);
+        gtensor_check(&o_be, label);
+        state_check_guard(&s_be, label);
+        gfree(&o_ref);
+        gfree(&o_be);
+        td_free(x);
+    }
+    check_err(label, "decode 9 steps, worst o", worst, TOL_F32);
+    check_err(label, "decode final state", state_err(&s_be, &s_ref, label), TOL_F32);
+    state_free(&s_ref);
+    state_free(&s_be);
+}
+
+static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
+                              const char *label) {
+    const lla_problem *p = &cd->p;
+    lla_grads g_ref, g_be;
+    gbuf bufs[12];
+    test_data *dod;
+    size_t ws_ref = 0, ws_be = 0;
+    void *w_ref, *w_be;
+    int i;
+    const int64_t qh = p->qk_heads, hh = p->heads;
+    const int64_t dims[6][2] = {{qh, p->dk}, {qh, p->dk}, {hh, p->dv},
+                                {hh, 1},     {hh, p->levels}, {hh, 1}};
+    if (be->own->backward == NULL) {
+        print_message("    %-58s %-30s SKIPPED: %s has no backward of its own (the registry's "
+                      "scalar fallback would be compared with itself)\n",
+                      label, "backward", lla_backend_name(be));
+        return;
+    }
+    if (!supported(sc, p, LLA_OP_BACKWARD, label, "backward (scalar reference)") ||
+        !supported(be, p, LLA_OP_BACKWARD, label, "backward"))
+        return;
+    dod = td_create(p, NULL, LLA_DTYPE_F32, cd->td->strided, cd->td->p.seqlen + 555u);
+    for (i = 0; i < 12; ++i) bufs[i] = gtensor(cd->bt, p->seqlen, dims[i % 6][0], dims[i % 6][1], cd->td->strided);
+    g_ref.dq = bufs[0].t, g_ref.dk = bufs[1].t, g_ref.dv = bufs[2].t;
+    g_ref.dg = bufs[3].t, g_ref.dlambda = bufs[4].t, g_ref.dbeta = bufs[5].t;
+    g_be.dq = bufs[6].t, g_be.dk = bufs[7].t, g_be.dv = bufs[8].t;
+    g_be.dg = bufs[9].t, g_be.dlambda = bufs[10].t, g_be.dbeta = bufs[11].t;
+    assert_int_equal(lla_backward_workspace(sc, p, LLA_DTYPE_F32, &ws_ref), LLA_OK);
+    assert_int_equal(lla_backward_workspace(be, p, LLA_DTYPE_F32, &ws_be), LLA_OK);
+    w_ref = malloc(ws_ref + 1);
+    w_be = malloc(ws_be + 1);
+    memset(w_be, 0xff, ws_be + 1);
+    assert_int_equal(lla_backward(sc, p, &cd->td->x, dod->x.v, NULL, NULL, &g_ref, NULL, w_ref, ws_ref), LLA_OK);
+    assert_int_equal(lla_backward(be, p, &cd->td->x, dod->x.v, NULL, NULL, &g_be, NULL, w_be, ws_be), LLA_OK);
+    {
+        static const char *names[6] = {"dq", "dk", "dv", "dg", "dlambda", "dbeta"};
+        for (i = 0; i < 6; ++i) {
+            char w[48];
+            if (i == 5 && p->variant != LLA_VARIANT_GDN) continue;
+            snprintf(w, sizeof w, "backward %s", names[i]);
+            check_err(label, w, rel_err(p, &bufs[6 + i].t, &bufs[i].t, dims[i][0], dims[i][1]),
+                      TOL_GRAD_F32);
+            gtensor_check(&bufs[6 + i], label);
+        }
+    }
+    for (i = 0; i < 12; ++i) gfree(&bufs[i]);
+    free(w_ref);
+    free(w_be);
+    td_free(dod);
+}
+
+static void test_case(void **state) {
+    const job *j = (const job *)*state;
+    lla_backend *be = open_target(j->tg), *sc = NULL;
+    casedata cd;
+    gstate s0;
+    assert_int_equal(lla_backend_open("scalar", &sc), LLA_OK);
+    case_setup(j->dc, &cd);
+    if (supported(be, &cd.p, LLA_OP_FORWARD, j->label, "forward")) {
+        run_forward_pair(be, sc, &cd, NULL, 0, 0, j->label, "forward");
+        run_forward_pair(be, sc, &cd, NULL, 1, 0, j->label, "forward+final");
+        if (cd.has_state) {
+            s0 = prefill(sc, &cd);
+            run_forward_pair(be, sc, &cd, &s0, 1, 0, j->label, "from state+final");
+            run_forward_pair(be, sc, &cd, &s0, 0, 0, j->label, "from state");
+            run_forward_pair(be, sc, &cd, &s0, 1, 1, j->label, "from state, in place");
+            {
+                lla_problem one = cd.p;
+                one.seq_offsets = NULL;
+                one.seqlen = 1;
+                if (supported(be, &one, LLA_OP_DECODE, j->label, "decode"))
+                    run_decode_pair(be, sc, &cd, &s0, j->label);
+            }
+            state_free(&s0);
+        }
+    }
+    if (!cd.has_state) {
+        lla_problem one = cd.p;
+        one.seq_offsets = NULL;
+        one.seqlen = 1;
+        if (supported(be, &one, LLA_OP_DECODE, j->label, "decode"))
+            run_decode_pair(be, sc, &cd, NULL, j->label);
+    }
+    run_backward_pair(be, sc, &cd, j->label);
+    case_free(&cd);
+    lla_backend_close(be);
+    lla_backend_close(sc);
+}
+
+/* ------------------------------------------------------------------ golden files */
+
+static lla_tensor golden_f32(const golden_tensor *t, int64_t T, int64_t heads, int64_t dim,
+                             void **keep) {
+    float *f = (float *)malloc((size_t)t->count * sizeof *f);
+    int64_t i;
+    assert_non_null(f);
+    for (i = 0; i < t->count; ++i) f[i] = (float)t->data[i];
+    *keep = f;
+    return lla_tensor_contiguous(f, LLA_DTYPE_F32, T, heads, dim);
+}
+
+static const golden_tensor *need(const golden_case *c, const char *name) {
+    const golden_tensor *t = golden_get(c, name);
+    if (!t) fail_msg("%s: golden tensor %s missing", c->name, name);
+    return t;
+}
+
+static double err_vs(const float *a, const double *ref, size_t n) {
+    double *d = (double *)malloc(n * sizeof *d), e;
+    size_t i;
+    assert_non_null(d);
+    for (i = 0; i < n; ++i) d[i] = a[i];
+    e = rel_err_plain(d, ref, n);
+    free(d);
+    return e;
+}
+
+static void test_golden(void **state) {
+    const job *j = (const job *)*state;
+    lla_backend *be = open_target(j->tg);
+    char path[1024];
+    golden_case *c;
+    lla_problem p;
+    lla_inputs x;
+    void *keep[6];
+    const golden_tensor *o_ref, *st_ref, *beta;
+    gbuf o;
+    gstate fin;
+    int64_t t;
+    int i;
+    snprintf(path, sizeof path, "%s/%s", golden_dir(), j->golden);
+    c = golden_load(path);
+    assert_non_null(c);
+    lla_problem_init(&p, c->variant, c->hierarchy, c->B, c->T, c->H, c->H, c->K, c->V);
+    p.levels = c->NL;
+    x.q = golden_f32(need(c, "q"), c->T, c->H, c->K, &keep[0]);
+    x.k = golden_f32(need(c, "k"), c->T, c->H, c->K, &keep[1]);
+    x.v = golden_f32(need(c, "v"), c->T, c->H, c->V, &keep[2]);
+    x.g = golden_f32(need(c, "g"), c->T, c->H, 1, &keep[3]);
+    x.lambda = golden_f32(need(c, "lambda"), c->T, c->H, c->NL, &keep[4]);
+    beta = golden_get(c, "beta");
+    keep[5] = NULL;
+    x.beta = beta ? golden_f32(beta, c->T, c->H, 1, &keep[5]) : x.g;
+    o_ref = need(c, "o");
+    st_ref = need(c, "state");
+    if (supported(be, &p, LLA_OP_FORWARD, j->label, "forward")) {
+        o = gtensor(c->B, c->T, c->H, c->V, 0);
+        fin = state_new(be, &p);
+        assert_int_equal(forward_poisoned(be, &p, &x, o.t, NULL, &fin.s, 0xff, j->label), LLA_OK);
+        check_err(j->label, "forward o vs golden o",
+                  err_vs((const float *)o.t.data, o_ref->data, (size_t)o_ref->count), TOL_F32);
+        check_err(j->label, "final state vs golden state",
+                  err_vs((const float *)((char *)fin.s.memory + lla_state_values_offset(c->B)),
+                         st_ref->data, (size_t)st_ref->count),
+                  TOL_F32);
+        gtensor_check(&o, j->label);
+        gfree(&o);
+        state_free(&fin);
+    }
+    {
+        lla_problem one = p;
+        one.seqlen = 1;
+        if (supported(be, &one, LLA_OP_DECODE, j->label, "decode")) {
+            o = gtensor(c->B, c->T, c->H, c->V, 0);
+            fin = state_new(be, &one);
+            for (t = 0; t < c->T; ++t) {
+                lla_inputs xt = x;
+                lla_tensor ot = o.t;
+                lla_tensor *ts[6];
+                ts[0] = &xt.q, ts[1] = &xt.k, ts[2] = &xt.v, ts[3] = &xt.g, ts[4] = &xt.lambda;
+                ts[5] = &xt.beta;
+                for (i = 0; i < 6; ++i)
+                    ts[i]->data = (char *)ts[i]->data + (size_t)(t * ts[i]->strides[1]) * sizeof(float);
+                ot.data = (char *)ot.data + (size_t)(t * ot.strides[1]) * sizeof(float);
+                assert_int_equal(lla_decode_step(be, &one, &fin.s, &xt, ot), LLA_OK);
+            }
+            check_err(j->label, "decode o vs golden o",
+                      err_vs((const float *)o.t.data, o_ref->data, (size_t)o_ref->count), TOL_F32);
+            check_err(j->label, "decode state vs golden state",
+                      err_vs((const float *)((char *)fin.s.memory + lla_state_values_offset(c->B)),
+                             st_ref->data, (size_t)st_ref->count),
+                      TOL_F32);
+            gfree(&o);
+            state_free(&fin);
+        }
+    }
+    for (i = 0; i < 6; ++i) free(keep[i]);
+    golden_free(c);
+    lla_backend_close(be);
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void find_targets(void) {
+    int i, n = lla_backend_count();
+    g_ntargets = 0;
+    for (i = 0; i < n; ++i) {
+        lla_backend_info info;
+        assert_int_equal(lla_backend_info_get(i, &info), LLA_OK);
+        if (strcmp(info.name, "scalar") == 0) continue;
+        if (!info.usable) {
+            printf("[ SKIPPED  ] backend %s: not usable here (%s)\n", info.name, info.reason);
+            continue;
+        }
+        if (strcmp(info.name, "openmp") == 0) {
+            int t;
+            for (t = 1; t <= 3 && g_ntargets < MAX_TARGETS; ++t) {
+                snprintf(g_targets[g_ntargets].backend, sizeof g_targets[0].backend, "%.31s", info.name);
+                g_targets[g_ntargets++].threads = t;
+            }
+        } else if (g_ntargets < MAX_TARGETS) {
+            snprintf(g_targets[g_ntargets].backend, sizeof g_targets[0].backend, "%.31s", info.name);
+            g_targets[g_ntargets++].threads = 0;
+        }
+    }
+}
+
+int main(void) {
+    char *golden[64];
+    int ngolden, i, k, nt = 0, rc;
+    job *jobs;
+    struct CMUnitTest *tests;
+    build_cases();
+    find_targets();
+    ngolden = golden_list(golden_dir(), golden, 64);
+    if (g_ntargets == 0) {
+        printf("[ SKIPPED  ] no backend other than scalar is usable: nothing to compare\n");
+        return 77;
+    }
+    jobs = (job *)calloc((size_t)g_ntargets * (size_t)(g_ncases + ngolden), sizeof *jobs);
+    tests = (struct CMUnitTest *)calloc((size_t)g_ntargets * (size_t)(g_ncases + ngolden), sizeof *tests);
+    if (!jobs || !tests) return 1;
+    for (k = 0; k < g_ntargets; ++k) {
+        char who[48];
+        if (g_targets[k].threads)
+            snprintf(who, sizeof who, "%.31s/%dt", g_targets[k].backend, g_targets[k].threads % 100);
+        else
+            snprintf(who, sizeof who, "%.31s", g_targets[k].backend);
+        for (i = 0; i < g_ncases; ++i, ++nt) {
+            jobs[nt].tg = &g_targets[k];
+            jobs[nt].dc = &g_cases[i];
+            snprintf(jobs[nt].label, sizeof jobs[nt].label, "%.40s %.111s", who, g_cases[i].name);
+            tests[nt].name = jobs[nt].label;
+            tests[nt].test_func = test_case;
+            tests[nt].initial_state = &jobs[nt];
+        }
+        for (i = 0; i < ngolden; ++i, ++nt) {
+            jobs[nt].tg = &g_targets[k];
+            snprintf(jobs[nt].golden, sizeof jobs[nt].golden, "%.120s", golden[i]);
+            snprintf(jobs[nt].label, sizeof jobs[nt].label, "%.40s golden %.120s", who, golden[i]);
+            tests[nt].name = jobs[nt].label;
+            tests[nt].test_func = test_golden;
+            tests[nt].initial_state = &jobs[nt];
+        }
+    }
+    rc = _cmocka_run_group_tests("diff", tests, (size_t)nt, NULL, NULL);
+    for (i = 0; i < ngolden; ++i) free(golden[i]);
+    free(jobs);
+    free(tests);
+    return rc;
+}
