@@ -987,7 +987,7 @@ lla_status lla__omp_forward(lla_backend *self, const lla_problem *p, const lla_i
 static lla_status check_linear(lla_backend *b, const lla_problem *p) {
     lla_status st;
     if (!b || !p) return lla__set_error(LLA_ERR_ARG, "backend or problem is NULL");
-    if (b->own->forward != lla__omp_forward)
+    if (strcmp(b->own->name, "openmp") != 0)
         return lla__set_error(LLA_ERR_BACKEND, "the linear baseline needs the openmp backend");
     if ((st = lla_problem_check(p)) != LLA_OK) return st;
     if (p->variant != LLA_VARIANT_MAMBA2)
