@@ -50,6 +50,10 @@ typedef struct omp_set {
 /* One loaded chunk: rows tokens from absolute position pos_a. */
 typedef struct chunk_tiles {
     int64_t pos_a, rows;
+    const float *qa; /* queries as read by the products: the input rows themselves when  */
+    int64_t ldq;     /* they are contiguous (Mamba-2), else q                             */
+    const float *va; /* values likewise (input rows when contiguous and V % nr == 0)     */
+    int64_t ldva, ldvs;
     float *q;    /* rows x ldK: queries; GDN: q-hat = q - sum_{j<=i} (q.k_j) w_j after intra */
     float *kt;   /* K x ldC: keys, transposed                                            */
     float *kr;   /* rows x ldK: keys (GDN)                                                */
@@ -70,6 +74,8 @@ typedef struct thread_tiles {
     chunk_tiles ch[2]; /* current and previous chunk, swapped after each chunk        */
     float *s, *s2;     /* Cr x ldC scores                                              */
     float *o;          /* Cr x ldV outputs of the chunk                                */
+    float *od;         /* where the products write them: o, or the output tensor rows  */
+    int64_t ldo;
     float *rs, *neg1;  /* max(Cr, K): row scales, and -1 everywhere                    */
     float *tmp;        /* K x ldV                                                      */
     float *bk;         /* Cr x ldK (GDN: beta k)                                       */
@@ -86,6 +92,7 @@ typedef struct fwd_ctx {
     lla_state *final;
     const lla_omp_kernels *kern;
     int hier, gdn, strong, unit_lambda;
+    int o_direct; /* outputs written in place: contiguous rows and V % nr == 0 */
     int64_t C, Cr, K, V, NL, ldK, ldV, ldC;
     int64_t set_floats; /* K * ldV */
     float scale;
@@ -361,6 +368,11 @@ static int64_t task_of(const fwd_ctx *cx, int64_t b, int64_t h, int64_t seg) {
     return cx->task_off[b] + h * cx->nseg[b] + seg;
 }
 
+/* exp(d) of a decay d <= 0, flushed to 0 below 1e-30: such a term is far below float
+ * resolution next to the token's own (undecayed) term, and keeping it would breed
+ * subnormal floats that slow every later product on them by orders of magnitude. */
+static double decay(double d) { return d < -69.0 ? 0.0 : exp(d); }
+
 /* ------------------------------------------------------------------ loading */
 
 static void load_rows(const lla_tensor *x, int64_t tb, int64_t t0, int64_t rows, int64_t head,
@@ -391,11 +403,18 @@ static void load_chunk(const fwd_ctx *cx, const seq_info *sq, chunk_tiles *ch, i
     double g = 0.0;
     ch->pos_a = pos_a;
     ch->rows = rows;
-    load_rows(&x->q, sq->tb, t0, rows, sq->hq, cx->K, ch->q, cx->ldK);
+    if (x->q.strides[3] == 1 && !cx->gdn) { /* read in place (GDN rewrites q) */
+        ch->qa = (const float *)x->q.data + lla__offset(&x->q, sq->tb, t0, sq->hq, 0);
+        ch->ldq = x->q.strides[1];
+    } else {
+        load_rows(&x->q, sq->tb, t0, rows, sq->hq, cx->K, ch->q, cx->ldK);
+        ch->qa = ch->q;
+        ch->ldq = cx->ldK;
+    }
     for (i = 0; i < rows; ++i) {
         g += (double)load_scalar(&x->g, sq->tb, t0 + i, sq->h);
         ch->gc[i] = g;
-        ch->e[i] = (float)exp(g);
+        ch->e[i] = (float)decay(g);
     }
     if (!cx->unit_lambda)
         load_rows(&x->lambda, sq->tb, t0, rows, sq->h, cx->NL, ch->lam, cx->NL);
@@ -405,15 +424,30 @@ static void load_chunk(const fwd_ctx *cx, const seq_info *sq, chunk_tiles *ch, i
         for (i = 0; i < rows; ++i)
             for (d = 0; d < cx->K; ++d) ch->kt[d * cx->ldC + i] = ch->kr[i * cx->ldK + d];
         for (i = 0; i < rows; ++i) ch->beta[i] = load_scalar(&x->beta, sq->tb, t0 + i, sq->h);
-    } else {
+    } else { /* transposed in blocks of 8 x 8: rows of kt stay in cache */
         const float *base = (const float *)x->k.data;
         const int64_t s3 = x->k.strides[3];
-        for (i = 0; i < rows; ++i) {
-            const float *src = base + lla__offset(&x->k, sq->tb, t0 + i, sq->hq, 0);
-            for (d = 0; d < cx->K; ++d) ch->kt[d * cx->ldC + i] = src[d * s3];
+        int64_t i0, d0;
+        for (i0 = 0; i0 < rows; i0 += 8) {
+            const int64_t i1 = i0 + 8 < rows ? i0 + 8 : rows;
+            for (d0 = 0; d0 < cx->K; d0 += 8) {
+                const int64_t d1 = d0 + 8 < cx->K ? d0 + 8 : cx->K;
+                for (i = i0; i < i1; ++i) {
+                    const float *src = base + lla__offset(&x->k, sq->tb, t0 + i, sq->hq, 0);
+                    for (d = d0; d < d1; ++d) ch->kt[d * cx->ldC + i] = src[d * s3];
+                }
+            }
         }
     }
-    load_rows(&x->v, sq->tb, t0, rows, sq->h, cx->V, ch->v, cx->ldV);
+    if (x->v.strides[3] == 1 && cx->V % cx->kern->nr == 0) {
+        ch->va = (const float *)x->v.data + lla__offset(&x->v, sq->tb, t0, sq->h, 0);
+        ch->ldva = x->v.strides[1];
+    } else {
+        load_rows(&x->v, sq->tb, t0, rows, sq->h, cx->V, ch->v, cx->ldV);
+        ch->va = ch->v;
+        ch->ldva = cx->ldV;
+    }
+    ch->ldvs = cx->ldV;
 }
 
 /* Summary operands: Mamba-2 vs = exp(gc_last - gc) v; GDN the UT/WY form (SPEC 4.4):
@@ -425,13 +459,15 @@ static void prepare_chunk(const fwd_ctx *cx, thread_tiles *tl, chunk_tiles *ch) 
     int64_t i, l, s;
     if (!cx->gdn) {
         for (i = 0; i < rows; ++i) {
-            const float dec = (float)exp(glast - ch->gc[i]);
-            const float *vi = ch->v + i * ldV;
+            const float dec = (float)decay(glast - ch->gc[i]);
+            const float *vi = ch->va + i * ch->ldva;
             float *wi = ch->vs + i * ldV;
             for (s = 0; s < cx->V; ++s) wi[s] = dec * vi[s];
         }
         return;
     }
+    ch->vs = (float *)ch->va; /* GDN: the summary values are the values */
+    ch->ldvs = ch->ldva;
     /* Gram matrix K K^T, lower tiles */
     kn->gemm(rows, rows, K, ch->kr, ldK, ch->kt, ldC, tl->s, ldC, NULL, 0, LLA_OMP_LOWER_C);
     /* forward substitution: Aw_i = e_i - sum_{l<i} beta_i (k_i.k_l) Aw_l */
@@ -453,7 +489,7 @@ static void prepare_chunk(const fwd_ctx *cx, thread_tiles *tl, chunk_tiles *ch) 
     kn->gemm(rows, K, rows, ch->aw, ldC, tl->bk, ldK, ch->w, ldK, NULL, 0, LLA_OMP_LOWER_A);
     /* D^T = K^T Aw, columns scaled by beta_s exp(gc_last - gc_s) */
     kn->gemm(K, rows, rows, ch->kt, ldC, ch->aw, ldC, ch->dt, ldC, NULL, 0, LLA_OMP_FULL);
-    for (s = 0; s < rows; ++s) tl->rs[s] = ch->beta[s] * (float)exp(glast - ch->gc[s]);
+    for (s = 0; s < rows; ++s) tl->rs[s] = ch->beta[s] * (float)decay(glast - ch->gc[s]);
     for (i = 0; i < K; ++i) {
         float *r = ch->dt + i * ldC;
         for (s = 0; s < rows; ++s) r[s] *= tl->rs[s];
@@ -486,7 +522,7 @@ static void intra(const fwd_ctx *cx, thread_tiles *tl, chunk_tiles *ch) {
     const int64_t rows = ch->rows, ldC = cx->ldC, mr = kn->mr;
     float *S = tl->s;
     int64_t i, s;
-    kn->gemm(rows, rows, cx->K, ch->q, cx->ldK, ch->kt, ldC, S, ldC, NULL, 0, LLA_OMP_LOWER_C);
+    kn->gemm(rows, rows, cx->K, ch->qa, ch->ldq, ch->kt, ldC, S, ldC, NULL, 0, LLA_OMP_LOWER_C);
     if (cx->gdn) {
         /* tril(Q K^T), zero above the diagonal up to the end of each row block */
         for (i = 0; i < rows; ++i) {
@@ -509,7 +545,8 @@ static void intra(const fwd_ctx *cx, thread_tiles *tl, chunk_tiles *ch) {
             lambda_ranges(cx, row, ch->lam + i * cx->NL, ch->pos_a + i, ch->pos_a,
                           ch->pos_a + i + 1);
     }
-    kn->gemm(rows, cx->V, rows, S, ldC, ch->v, cx->ldV, tl->o, cx->ldV, NULL, 0, LLA_OMP_LOWER_A);
+    kn->gemm(rows, cx->V, rows, S, ldC, ch->va, ch->ldva, tl->od, tl->ldo, NULL, 0,
+             LLA_OMP_LOWER_A);
 }
 
 /* Strong: the pairs (t in ch, s in the raw previous chunk pv), which sit on mixed levels. */
@@ -518,14 +555,14 @@ static void subdiag(const fwd_ctx *cx, thread_tiles *tl, const chunk_tiles *ch,
     const lla_omp_kernels *kn = cx->kern;
     const int64_t rows = ch->rows, ldC = cx->ldC;
     int64_t i;
-    kn->gemm(rows, pv->rows, cx->K, ch->q, cx->ldK, pv->dt, ldC, tl->s2, ldC, NULL, 0,
+    kn->gemm(rows, pv->rows, cx->K, ch->qa, ch->ldq, pv->dt, ldC, tl->s2, ldC, NULL, 0,
              LLA_OMP_FULL);
     for (i = 0; i < rows; ++i) {
         lambda_ranges(cx, tl->s2 + i * ldC, ch->lam + i * cx->NL, ch->pos_a + i, pv->pos_a,
                       pv->pos_a + pv->rows);
         tl->rs[i] = cx->scale * ch->e[i];
     }
-    kn->gemm(rows, cx->V, pv->rows, tl->s2, ldC, pv->vs, cx->ldV, tl->o, cx->ldV, tl->rs, 1,
+    kn->gemm(rows, cx->V, pv->rows, tl->s2, ldC, pv->vs, pv->ldvs, tl->od, tl->ldo, tl->rs, 1,
              LLA_OMP_FULL);
 }
 
@@ -540,7 +577,7 @@ static void reads(const fwd_ctx *cx, thread_tiles *tl, const chunk_tiles *ch,
         const omp_set *st = slots + l;
         double f;
         if (!st->live || st->from_chunk > chunk) continue;
-        f = exp(G0 - st->ref) * cx->scale;
+        f = decay(G0 - st->ref) * cx->scale;
         if (f == 0.0) continue;
         for (i = 0; i < ch->rows; ++i) {
             double w = f * ch->e[i];
@@ -548,8 +585,21 @@ static void reads(const fwd_ctx *cx, thread_tiles *tl, const chunk_tiles *ch,
                 w *= ch->lam[i * cx->NL + lla__omp_level(cx->hier, ch->pos_a + i, st->lo)];
             tl->rs[i] = (float)w;
         }
-        kn->gemm(ch->rows, cx->V, cx->K, ch->q, cx->ldK, st->data, cx->ldV, tl->o, cx->ldV,
+        kn->gemm(ch->rows, cx->V, cx->K, ch->qa, ch->ldq, st->data, cx->ldV, tl->od, tl->ldo,
                  tl->rs, 1, LLA_OMP_FULL);
+    }
+}
+
+/* Where this chunk's products write its outputs. */
+static void output_rows(const fwd_ctx *cx, const seq_info *sq, thread_tiles *tl,
+                        const chunk_tiles *ch) {
+    if (cx->o_direct) {
+        tl->od = (float *)cx->o.data +
+                 lla__offset(&cx->o, sq->tb, sq->start + (ch->pos_a - sq->p0), sq->h, 0);
+        tl->ldo = cx->o.strides[1];
+    } else {
+        tl->od = tl->o;
+        tl->ldo = cx->ldV;
     }
 }
 
@@ -575,7 +625,7 @@ static void store_outputs(const fwd_ctx *cx, const seq_info *sq, const chunk_til
 /* ------------------------------------------------------------------ sets */
 
 static void set_scale(const fwd_ctx *cx, omp_set *st, double ref) {
-    const float f = (float)exp(ref - st->ref);
+    const float f = (float)decay(ref - st->ref);
     if (f != 1.0f) cx->kern->axpby(cx->set_floats, f, st->data, 0.0f, st->data);
     st->ref = ref;
 }
@@ -583,8 +633,8 @@ static void set_scale(const fwd_ctx *cx, omp_set *st, double ref) {
 /* dst += src (both live), referenced to the later of the two positions (smaller G). */
 static void set_merge(const fwd_ctx *cx, omp_set *dst, const omp_set *src) {
     const double r = dst->ref < src->ref ? dst->ref : src->ref;
-    cx->kern->axpby(cx->set_floats, (float)exp(r - dst->ref), dst->data,
-                    (float)exp(r - src->ref), src->data);
+    cx->kern->axpby(cx->set_floats, (float)decay(r - dst->ref), dst->data,
+                    (float)decay(r - src->ref), src->data);
     dst->ref = r;
     if (src->lo < dst->lo) dst->lo = src->lo;
     if (src->from_chunk > dst->from_chunk) dst->from_chunk = src->from_chunk;
@@ -629,11 +679,12 @@ static void regroup(const fwd_ctx *cx, omp_set *slots, int64_t from, int64_t to)
 
 /* slots[dst] += Dt[:, 0:kd] Vs[0:kd, :], a summary decayed to position ref (G). */
 static void add_summary(const fwd_ctx *cx, thread_tiles *tl, omp_set *slots, int dst,
-                        const float *dt, const float *vs, int64_t kd, double ref, int64_t lo) {
+                        const float *dt, const float *vs, int64_t ldvs, int64_t kd, double ref,
+                        int64_t lo) {
     const lla_omp_kernels *kn = cx->kern;
     omp_set *d = slots + dst;
     if (!d->live) {
-        kn->gemm(cx->K, cx->V, kd, dt, cx->ldC, vs, cx->ldV, d->data, cx->ldV, NULL, 0,
+        kn->gemm(cx->K, cx->V, kd, dt, cx->ldC, vs, ldvs, d->data, cx->ldV, NULL, 0,
                  LLA_OMP_FULL);
         d->ref = ref;
         d->lo = lo;
@@ -643,12 +694,12 @@ static void add_summary(const fwd_ctx *cx, thread_tiles *tl, omp_set *slots, int
     }
     if (d->ref >= ref) { /* d holds older sources: bring it forward, then accumulate */
         set_scale(cx, d, ref);
-        kn->gemm(cx->K, cx->V, kd, dt, cx->ldC, vs, cx->ldV, d->data, cx->ldV, NULL, 1,
+        kn->gemm(cx->K, cx->V, kd, dt, cx->ldC, vs, ldvs, d->data, cx->ldV, NULL, 1,
                  LLA_OMP_FULL);
     } else {
-        kn->gemm(cx->K, cx->V, kd, dt, cx->ldC, vs, cx->ldV, tl->tmp, cx->ldV, NULL, 0,
+        kn->gemm(cx->K, cx->V, kd, dt, cx->ldC, vs, ldvs, tl->tmp, cx->ldV, NULL, 0,
                  LLA_OMP_FULL);
-        kn->axpby(cx->set_floats, 1.0f, d->data, (float)exp(d->ref - ref), tl->tmp);
+        kn->axpby(cx->set_floats, 1.0f, d->data, (float)decay(d->ref - ref), tl->tmp);
     }
     if (lo < d->lo) d->lo = lo;
 }
@@ -661,7 +712,7 @@ static void add_runs(const fwd_ctx *cx, thread_tiles *tl, omp_set *slots, const 
         const int dst = lla__omp_level(cx->hier, target, ch->pos_a + i);
         int64_t j = i + 1;
         while (j < i1 && lla__omp_level(cx->hier, target, ch->pos_a + j) == dst) ++j;
-        add_summary(cx, tl, slots, dst, ch->dt + i, ch->vs + i * cx->ldV, j - i, ref,
+        add_summary(cx, tl, slots, dst, ch->dt + i, ch->vs + i * ch->ldvs, ch->ldvs, j - i, ref,
                     ch->pos_a + i);
         i = j;
     }
@@ -734,7 +785,7 @@ static void write_final(const fwd_ctx *cx, const seq_info *sq, const omp_set *sl
             continue;
         }
         {
-            const float f = (float)exp(G_end - st->ref);
+            const float f = (float)decay(G_end - st->ref);
             for (i = 0; i < cx->K; ++i)
                 for (j = 0; j < cx->V; ++j) {
                     const float v = f * st->data[i * cx->ldV + j];
@@ -801,10 +852,11 @@ static void phase1(const fwd_ctx *cx, thread_tiles *tl, int64_t task) {
         chunk_tiles *t;
         load_chunk(cx, &sq, cur, pos_a, pos_e - pos_a, 0);
         prepare_chunk(cx, tl, cur);
+        output_rows(cx, &sq, tl, cur);
         intra(cx, tl, cur);
         if (cx->strong && prev_valid) subdiag(cx, tl, cur, pv);
         reads(cx, tl, cur, slots, G, c);
-        store_outputs(cx, &sq, cur, tl->o, 0);
+        if (!cx->o_direct) store_outputs(cx, &sq, cur, tl->o, 0);
         if (c + 1 < ce) {
             advance(cx, tl, slots, cur, pv, cx->strong && prev_valid && !prev_foreign,
                     cx->strong, G, pos_e);
@@ -813,7 +865,7 @@ static void phase1(const fwd_ctx *cx, thread_tiles *tl, int64_t task) {
                     cx->strong, G, pos_e);
             if (cx->strong) { /* this chunk, whole, as the pseudo set */
                 omp_set *ps = slots + cx->NL;
-                cx->kern->gemm(cx->K, cx->V, cur->rows, cur->dt, cx->ldC, cur->vs, cx->ldV,
+                cx->kern->gemm(cx->K, cx->V, cur->rows, cur->dt, cx->ldC, cur->vs, cur->ldvs,
                                ps->data, cx->ldV, NULL, 0, LLA_OMP_FULL);
                 ps->ref = G + cur->gc[cur->rows - 1];
                 ps->lo = pos_a;
@@ -896,9 +948,10 @@ static void phase3(const fwd_ctx *cx, thread_tiles *tl, int64_t task) {
         const int64_t pos_a = c * cx->C;
         const int64_t pos_e = (c + 1) * cx->C < end_pos ? (c + 1) * cx->C : end_pos;
         load_chunk(cx, &sq, ch, pos_a, pos_e - pos_a, 1);
-        memset(tl->o, 0, (size_t)(ch->rows * cx->ldV) * sizeof(float));
-        reads(cx, tl, ch, snap, G, c);
-        store_outputs(cx, &sq, ch, tl->o, 1);
+        output_rows(cx, &sq, tl, ch);
+        if (!cx->o_direct) memset(tl->o, 0, (size_t)(ch->rows * cx->ldV) * sizeof(float));
+        reads(cx, tl, ch, snap, G, c); /* accumulates into the outputs */
+        if (!cx->o_direct) store_outputs(cx, &sq, ch, tl->o, 1);
         G += ch->gc[ch->rows - 1];
     }
     if (cx->final && seg == cx->nseg[sq.b] - 1) {
@@ -933,6 +986,7 @@ static lla_status run_forward(lla_backend *self, const lla_problem *p, const lla
     cx.strong = cx.hier == LLA_HIERARCHY_STRONG;
     cx.unit_lambda = flat;
     cx.scale = (float)p->scale;
+    cx.o_direct = o.strides[3] == 1 && p->dv % cx.kern->nr == 0;
     /* read every start position before anything is written: final may alias initial */
     for (b = 0; b < p->batch; ++b) cx.p0[b] = initial ? lla__state_positions(initial)[b] : 0;
     make_plan(&cx);

@@ -119,14 +119,15 @@ static void gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, 
     }
 }
 
-/* exp on [-87, 87] by range reduction to r in [-ln2/2, ln2/2] and a degree-6 polynomial
- * (relative error < 1e-7); below -87 the decay is flushed to 0. */
+/* exp on [-69, 87] by range reduction to r in [-ln2/2, ln2/2] and a degree-6 polynomial
+ * (relative error < 1e-7); decays below exp(-69) = 1e-30 are flushed to 0 (no subnormal
+ * floats downstream). */
 static void mul_exp(int64_t n, float *restrict x, float f, double g0, const double *restrict gs) {
     int64_t i;
 #pragma omp simd
     for (i = 0; i < n; ++i) {
         const float d = (float)(g0 - gs[i]);
-        float v = d < -87.0f ? -87.0f : d;
+        float v = d < -69.0f ? -69.0f : d;
         float fn, r, p;
         union { uint32_t u; float f; } two_n;
         v = v > 87.0f ? 87.0f : v;
@@ -141,7 +142,7 @@ static void mul_exp(int64_t n, float *restrict x, float f, double g0, const doub
         p = p * r + 5.0000001201e-1f;
         p = p * r * r + r + 1.0f;
         two_n.u = (uint32_t)((int32_t)fn + 127) << 23;
-        x[i] *= d < -87.0f ? 0.0f : f * (p * two_n.f);
+        x[i] *= d < -69.0f ? 0.0f : f * (p * two_n.f);
     }
 }
 
