@@ -5,7 +5,8 @@
  *   omp_forward.c  chunkwise forward: parallel over (sequence, head, segment of chunks)
  *   omp_decode.c   decode step: parallel over (sequence, head)
  *   omp_kernels.c  vectorized micro-kernels, compiled once per ISA
- * docs/algorithms.md (section "openmp backend") describes the schedule.
+ * The schedule is described at the top of omp_forward.c; the algorithm it parallelizes is
+ * the scalar backend's (docs/algorithms.md); measurements in docs/benchmarks.md.
  */
 #ifndef LLA_OMP_INTERNAL_H
 #define LLA_OMP_INTERNAL_H

@@ -668,6 +668,13 @@ static void find_targets(void) {
             printf("[ SKIPPED  ] backend %s: not usable here (%s)\n", info.name, info.reason);
             continue;
         }
+        {
+            lla_backend *be = NULL;
+            if (lla_backend_open(info.name, &be) == LLA_OK) {
+                printf("[ BACKEND  ] %s: %s\n", info.name, lla_backend_description(be));
+                lla_backend_close(be);
+            }
+        }
         if (strcmp(info.name, "openmp") == 0) {
             int t;
             for (t = 1; t <= 3 && g_ntargets < MAX_TARGETS; ++t) {
