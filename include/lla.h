@@ -128,7 +128,8 @@ typedef struct lla_tensor {
     int64_t strides[4]; /* element strides of [B, T, H, D]                             */
 } lla_tensor;
 
-/* A contiguous [B, T, H, D] view. */
+/* A contiguous [B, T, H, D] view.  Negative or overflowing extents give a view with
+ * data NULL (rejected by every call) and an lla_last_error() detail. */
 lla_tensor lla_tensor_contiguous(void *data, lla_dtype dtype, int64_t seqlen,
                                  int64_t heads, int64_t dim);
 

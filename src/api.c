@@ -42,12 +42,23 @@ lla_status lla_problem_check(const lla_problem *p) {
 lla_tensor lla_tensor_contiguous(void *data, lla_dtype dtype, int64_t seqlen, int64_t heads,
                                  int64_t dim) {
     lla_tensor t;
+    int64_t row, sample;
     t.data = data;
     t.dtype = dtype;
     t.strides[3] = 1;
     t.strides[2] = dim;
-    t.strides[1] = heads * dim;
-    t.strides[0] = seqlen * heads * dim;
+    /* Negative or overflowing extents give a view with NULL data, which every call
+     * rejects ("data is NULL"), instead of wrapped strides. */
+    if (seqlen < 0 || !lla__mul_ok(heads, dim, &row) || !lla__mul_ok(seqlen, row, &sample)) {
+        lla__set_error(LLA_ERR_SHAPE,
+                       "lla_tensor_contiguous: extents %lld x %lld x %lld are negative or overflow",
+                       (long long)seqlen, (long long)heads, (long long)dim);
+        t.data = NULL;
+        t.strides[0] = t.strides[1] = t.strides[2] = 0;
+        return t;
+    }
+    t.strides[1] = row;
+    t.strides[0] = sample;
     return t;
 }
 

@@ -3,11 +3,12 @@
  *
  * The freestanding build has no stdio, so every build formats with this one function
  * (and every build therefore tests it).  Supports %% %c %s %d %i %u %x with the length
- * modifiers l, ll, z and j, and %g / %f / %e for doubles (printed as %.6g-like text).
+ * modifiers l, ll, z and j, and %g / %f / %e for doubles (all printed as printf's %g).
  */
 #include "internal.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 typedef struct {
     char *buf;
@@ -44,23 +45,111 @@ static void put_int(out_t *o, int64_t v) {
     }
 }
 
-/* Six significant digits, scientific notation outside [1e-4, 1e6). */
+/* Doubles (%g/%e/%f) need double arithmetic, which is soft-float code on single-precision
+ * MCUs, and no message of the library prints one: the freestanding build leaves them out
+ * and prints "?" instead (docs/embedded.md). */
+#ifndef LLA_FREESTANDING
+/* 10^k for 0 <= k <= 22: every such power is exact in a double. */
+static double exact_pow10(int k) {
+    double p = 1.0;
+    while (k-- > 0) p *= 10.0;
+    return p;
+}
+
+/* Dekker's exact product: a * b == *hi + *lo exactly (IEEE double, round to nearest, no
+ * overflow).  No libm fma, which the freestanding build must not need.  The volatile
+ * temporaries force every step to round to double, so a compiler that contracts a*b+c
+ * into an fma, or evaluates in extended precision, cannot break the identity. */
+static double split_high(double a) {
+    volatile double c = 134217729.0 * a; /* 2^27 + 1 */
+    volatile double d = c - a;
+    return c - d;
+}
+
+static void exact_product(double a, double b, double *hi, double *lo) {
+    double ah = split_high(a), bh = split_high(b);
+    double al = a - ah, bl = b - bh;
+    volatile double p = a * b, t1, t2, t3, t4;
+    t1 = ah * bh;
+    t1 = t1 - p;
+    t2 = al * bh;
+    t1 = t1 + t2;
+    t3 = ah * bl;
+    t1 = t1 + t3;
+    t4 = al * bl;
+    *hi = p;
+    *lo = t1 + t4;
+}
+
+/* v * 10^k.  When |k| <= 22 the power is exact, the result has one rounding, and *err
+ * gets the sign of (exact product - result); otherwise the scaling rounds several times
+ * and *err is 0 (an unknown direction). */
+static double scale10(double v, int k, int *err) {
+    double p, x, hi, lo, r;
+    *err = 0;
+    if (k > 22 || k < -22) {
+        while (k > 22) { v *= 1e22; k -= 22; }
+        while (k < -22) { v /= 1e22; k += 22; }
+        return k >= 0 ? v * exact_pow10(k) : v / exact_pow10(-k);
+    }
+    if (k >= 0) {
+        p = exact_pow10(k);
+        exact_product(v, p, &hi, &lo); /* v*p = hi + lo, and hi is the rounded product */
+        x = hi;
+        r = lo;
+    } else {
+        p = exact_pow10(-k);
+        x = v / p;
+        exact_product(x, p, &hi, &lo); /* x*p = hi + lo; v - hi is exact (Sterbenz) */
+        r = (v - hi) - lo;             /* same sign as v/p - x */
+    }
+    *err = r > 0 ? 1 : r < 0 ? -1 : 0;
+    return x;
+}
+
+/* Six significant digits of v > 0 as an integer in [100000, 999999] and the decimal
+ * exponent of the first one, rounded half to even like printf (which rounds the exact
+ * binary value: a product that only rounded to a tie is resolved by its residual). */
+static uint64_t six_digits(double v, int *exp10) {
+    double w = v, x, frac;
+    int e = 0, tries, err;
+    uint64_t digits = 0;
+    while (w >= 10.0) { w /= 10.0; ++e; } /* an estimate, corrected below */
+    while (w < 1.0) { w *= 10.0; --e; }
+    for (tries = 0; tries < 3; ++tries) {
+        x = scale10(v, 5 - e, &err);
+        digits = (uint64_t)x;
+        frac = x - (double)digits;
+        if (frac > 0.5 || (frac == 0.5 && (err > 0 || (err == 0 && (digits & 1u))))) ++digits;
+        if (digits < 100000u) { --e; continue; }  /* estimate one too high */
+        if (digits >= 1000000u) {
+            if (x >= 1000000.0) { ++e; continue; } /* estimate one too low */
+            digits = 100000u; /* rounded up to the next power of ten */
+            ++e;
+        }
+        break;
+    }
+    *exp10 = e;
+    return digits;
+}
+
+/* printf's %g: six significant digits, trailing zeros dropped, scientific notation
+ * (e+XX, at least two exponent digits) when the exponent is < -4 or >= 6. */
 static void put_double(out_t *o, double v) {
-    int e = 0, i;
+    int e, i, last;
     uint64_t digits;
-    if (v != v) { put_str(o, "nan"); return; }
-    if (v < 0) { put(o, '-'); v = -v; }
-    if (v > 1.7e308) { put_str(o, "inf"); return; }
+    char d[6];
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    if (v != v) { put_str(o, (bits >> 63) ? "-nan" : "nan"); return; }
+    if (bits >> 63) { put(o, '-'); v = -v; } /* also -0, as printf does */
+    if (v > 1.7976931348623157e308) { put_str(o, "inf"); return; }
     if (v == 0) { put(o, '0'); return; }
-    while (v >= 10.0) { v /= 10.0; ++e; }
-    while (v < 1.0) { v *= 10.0; --e; }
-    digits = (uint64_t)(v * 100000.0 + 0.5); /* 6 digits: d.ddddd */
-    if (digits >= 1000000u) { digits /= 10u; ++e; }
+    digits = six_digits(v, &e);
+    for (i = 5; i >= 0; --i) { d[i] = (char)('0' + digits % 10u); digits /= 10u; }
+    last = 5;
+    while (last > 0 && d[last] == '0') --last; /* trailing zeros of the significand */
     if (e >= -4 && e < 6) {
-        char d[6];
-        int intpart = e >= 0 ? e + 1 : 0, last = 5;
-        for (i = 5; i >= 0; --i) { d[i] = (char)('0' + digits % 10u); digits /= 10u; }
-        while (last > intpart - 1 && last > 0 && d[last] == '0') --last; /* trim zeros */
         if (e < 0) {
             put_str(o, "0.");
             for (i = 0; i < -e - 1; ++i) put(o, '0');
@@ -73,19 +162,19 @@ static void put_double(out_t *o, double v) {
             }
         }
     } else {
-        char d[6];
-        int last = 5;
-        for (i = 5; i >= 0; --i) { d[i] = (char)('0' + digits % 10u); digits /= 10u; }
-        while (last > 0 && d[last] == '0') --last;
         put(o, d[0]);
         if (last > 0) {
             put(o, '.');
             for (i = 1; i <= last; ++i) put(o, d[i]);
         }
         put(o, 'e');
-        put_int(o, e);
+        put(o, e < 0 ? '-' : '+');
+        if (e < 0) e = -e;
+        if (e < 10) put(o, '0');
+        put_uint(o, (uint64_t)e, 10);
     }
 }
+#endif /* !LLA_FREESTANDING */
 
 int lla__vsnprintf(char *buf, size_t len, const char *fmt, va_list ap);
 
@@ -125,7 +214,14 @@ int lla__vsnprintf(char *buf, size_t len, const char *fmt, va_list ap) {
         }
         case 'g':
         case 'f':
-        case 'e': put_double(&o, va_arg(ap, double)); break;
+        case 'e':
+#ifndef LLA_FREESTANDING
+            put_double(&o, va_arg(ap, double));
+#else
+            (void)va_arg(ap, double);
+            put(&o, '?');
+#endif
+            break;
         case '\0': --fmt; break;
         default: put(&o, '%'); put(&o, *fmt); break;
         }

@@ -12,11 +12,26 @@
 /* ---------------------------------------------------------------- errors */
 
 /* Records a printf-style detail for lla_last_error() and returns status. */
+#ifndef LLA_TERSE_ERRORS
 lla_status lla__set_error(lla_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+#else
+/* Firmware option (-DLLA_TERSE_ERRORS): the detail is the status name only, so the
+ * message strings and the formatting calls disappear from the image. */
+lla_status lla__set_status_only(lla_status status);
+static inline lla_status lla__set_error(lla_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static inline lla_status lla__set_error(lla_status status, const char *fmt, ...) {
+    (void)fmt;
+    return lla__set_status_only(status);
+}
+#endif
 void lla__clear_error(void);
 /* Sends a message to the log sink (lla_set_log / LLA_LOG). */
 void lla__log(const char *fmt, ...)
@@ -60,19 +75,35 @@ static inline size_t lla__round_up64(size_t n) { return (n + 63u) & ~(size_t)63u
 
 /* ---------------------------------------------------------------- levels */
 
-static inline int lla__bit_length(uint64_t x) {
+/* Number of bits needed for x (0 for 0): floor(log2 x) + 1.  The portable version is
+ * used where the compiler has no count-leading-zeros builtin (and tested everywhere). */
+static inline int lla__bit_length_portable(uint64_t x) {
     int n = 0;
-    while (x) { ++n; x >>= 1; }
-    return n;
+    if (x >> 32) { n += 32; x >>= 32; }
+    if (x >> 16) { n += 16; x >>= 16; }
+    if (x >> 8) { n += 8; x >>= 8; }
+    if (x >> 4) { n += 4; x >>= 4; }
+    if (x >> 2) { n += 2; x >>= 2; }
+    if (x >> 1) { n += 1; x >>= 1; }
+    return n + (int)x;
+}
+static inline int lla__bit_length(uint64_t x) {
+#if defined(__GNUC__) || defined(__clang__)
+    return x ? 64 - __builtin_clzll(x) : 0;
+#else
+    return lla__bit_length_portable(x);
+#endif
 }
 
-/* Level of (t, s), 0 <= s <= t (SPEC 1.2 closed forms). */
+/* Level of (t, s), 0 <= s <= t (SPEC 1.2 closed forms).  Strong: the smallest j with
+ * (t >> j) - (s >> j) <= 1, plus 1.  With d = t - s, that difference is floor or ceil of
+ * d / 2^j, so j is bit_length(d) - 1 or bit_length(d): one test decides. */
 static inline int lla__level(lla_hierarchy h, int64_t t, int64_t s) {
     if (s == t) return 0;
     if (h == LLA_HIERARCHY_WEAK) return lla__bit_length((uint64_t)(t ^ s));
     {
-        int j = 0;
-        while ((t >> j) - (s >> j) > 1) ++j;
+        int j = lla__bit_length((uint64_t)(t - s)) - 1;
+        if ((t >> j) - (s >> j) > 1) ++j;
         return j + 1;
     }
 }

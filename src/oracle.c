@@ -32,7 +32,7 @@ lla_status lla_oracle_forward(const lla_problem *p, const lla_inputs *x, lla_ten
                               void *workspace, size_t workspace_bytes) {
     lla_status st;
     int64_t longest, b, h, t, s, d;
-    size_t need;
+    size_t need = 0; /* set by lla_oracle_workspace; initialised for -Wmaybe-uninitialized at -O3 without -fPIC */
     double *u, *acc;
     if ((st = lla__check_problem(p, &longest)) != LLA_OK) return st;
     if ((st = lla__check_levels(p, longest)) != LLA_OK) return st;

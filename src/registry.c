@@ -60,6 +60,16 @@ lla_status lla_backend_device_name(int index, int device, char *buf, size_t len)
     if (!buf || len == 0) return lla__set_error(LLA_ERR_ARG, "buf is NULL or empty");
     if (index < 0 || index >= BACKEND_COUNT)
         return lla__set_error(LLA_ERR_ARG, "backend index %d out of range", index);
+    {
+        char why[160];
+        int devices = 0;
+        if (backend_table[index]->probe(why, sizeof why, &devices) != LLA_OK)
+            return lla__set_error(LLA_ERR_BACKEND, "backend '%s' is not usable here: %s",
+                                  backend_table[index]->name, why);
+        if (device < 0 || device >= devices)
+            return lla__set_error(LLA_ERR_ARG, "backend '%s': device %d out of range [0, %d)",
+                                  backend_table[index]->name, device, devices);
+    }
     if (!backend_table[index]->device_name) {
         lla__snprintf(buf, len, "%s", "host CPU");
         return LLA_OK;
@@ -109,17 +119,106 @@ static const char *env_backend(void) {
 #endif
 }
 
-lla_status lla_backend_auto_choice(char *buf, size_t len) {
-    const char *env = env_backend();
-    char why[512];
-    if (!buf || len == 0) return lla__set_error(LLA_ERR_ARG, "buf is NULL or empty");
-    if (env && env[0] && !name_is("auto", env, strlen(env))) {
-        lla__snprintf(buf, len, "LLA_BACKEND=%s selects it explicitly", env);
+/*
+ * Resolves a spec "name[:device]" (from `source`: the argument, LLA_BACKEND or the
+ * default) to a table index and device: the name must be compiled in and its probe
+ * must succeed, and the device must exist.  "P.D" device suffixes are OpenCL's
+ * platform.device form and are passed through to that backend's open.  why receives
+ * the reason for the choice.  Errors list the available backends.
+ */
+static lla_status resolve_spec(const char *spec, const char *source, int *index_out,
+                               int *device_out, const char **dev_spec_out, char *why,
+                               size_t why_len) {
+    const char *colon = strchr(spec, ':');
+    size_t name_len = colon ? (size_t)(colon - spec) : strlen(spec);
+    int index = -1, device = 0, devices = 0, i, dotted = 0;
+    char reason[160], avail[256];
+    if (colon) {
+        const char *c = colon + 1;
+        if (!*c)
+            return lla__set_error(LLA_ERR_BACKEND, "backend '%s' (from %s): empty device after ':'",
+                                  spec, source);
+        if (*c < '0' || *c > '9')
+            return lla__set_error(LLA_ERR_BACKEND,
+                                  "backend '%s' (from %s): bad device '%s' (expected a number)",
+                                  spec, source, colon + 1);
+        while (*c >= '0' && *c <= '9' && device <= 100000) device = device * 10 + (*c++ - '0');
+        if (*c == '.' && c[1] >= '0' && c[1] <= '9') { /* OpenCL "P.D" */
+            dotted = 1;
+            for (++c; *c >= '0' && *c <= '9'; ++c) {}
+        }
+        if (*c)
+            return lla__set_error(LLA_ERR_BACKEND,
+                                  "backend '%s' (from %s): bad device '%s' (expected a number, "
+                                  "or P.D for opencl)", spec, source, colon + 1);
+    }
+    if (name_is("auto", spec, name_len)) {
+        if (colon)
+            return lla__set_error(LLA_ERR_BACKEND,
+                                  "backend '%s' (from %s): 'auto' takes no device; name a "
+                                  "backend to pick a device", spec, source);
+        *index_out = auto_index(why, why_len);
+        *device_out = 0;
+        *dev_spec_out = NULL;
         return LLA_OK;
     }
-    auto_index(why, sizeof why);
-    lla__snprintf(buf, len, "%s%s", env && env[0] ? "LLA_BACKEND=auto: " : "no LLA_BACKEND: ",
-                  why);
+    for (i = 0; i < BACKEND_COUNT; ++i)
+        if (name_is(backend_table[i]->name, spec, name_len)) index = i;
+    if (index < 0) {
+        list_available(avail, sizeof avail);
+        return lla__set_error(LLA_ERR_BACKEND, "unknown backend '%s' (from %s); available: %s",
+                              spec, source, avail);
+    }
+    if (backend_table[index]->probe(reason, sizeof reason, &devices) != LLA_OK) {
+        list_available(avail, sizeof avail);
+        return lla__set_error(LLA_ERR_BACKEND,
+                              "backend '%s' (from %s) is not usable here: %s; available: %s",
+                              backend_table[index]->name, source, reason, avail);
+    }
+    if (dotted && strcmp(backend_table[index]->name, "opencl") != 0)
+        return lla__set_error(LLA_ERR_BACKEND,
+                              "backend '%s' (from %s): device '%s' uses the OpenCL P.D form; "
+                              "%s takes a device number 0..%d",
+                              spec, source, colon + 1, backend_table[index]->name, devices - 1);
+    if (colon && !dotted && device >= devices)
+        return lla__set_error(LLA_ERR_BACKEND,
+                              "backend '%s' (from %s): device %d does not exist (%d found: 0..%d)",
+                              spec, source, device, devices, devices - 1);
+    lla__snprintf(why, why_len, "%s selects %s explicitly (%s)", source,
+                  backend_table[index]->name, reason);
+    *index_out = index;
+    *device_out = device;
+    *dev_spec_out = colon ? colon + 1 : NULL;
+    return LLA_OK;
+}
+
+/* The spec lla_backend_open(NULL) uses, and where it comes from. */
+static const char *default_spec(const char **source) {
+    const char *env = env_backend();
+    if (env && env[0]) {
+        *source = "LLA_BACKEND";
+        return env;
+    }
+    *source = "default";
+    return "auto";
+}
+
+lla_status lla_backend_auto_choice(char *buf, size_t len) {
+    const char *source, *spec = default_spec(&source), *dev_spec;
+    char why[512];
+    int index, device;
+    lla_status st;
+    if (!buf || len == 0) return lla__set_error(LLA_ERR_ARG, "buf is NULL or empty");
+    st = resolve_spec(spec, source, &index, &device, &dev_spec, why, sizeof why);
+    if (st != LLA_OK) {
+        lla__snprintf(buf, len, "LLA_BACKEND=%s cannot be used: %s", spec, lla_last_error());
+        return st;
+    }
+    if (name_is("auto", spec, strlen(spec)))
+        lla__snprintf(buf, len, "%s: %s", source[0] == 'L' ? "LLA_BACKEND=auto" : "no LLA_BACKEND",
+                      why);
+    else
+        lla__snprintf(buf, len, "LLA_BACKEND=%s: %s", spec, why);
     return LLA_OK;
 }
 
@@ -161,63 +260,17 @@ static void merge_ops(lla_backend *b, const lla_backend_ops *own) {
 }
 
 lla_status lla_backend_open(const char *spec, lla_backend **out) {
-    const char *colon, *dev_spec = NULL, *src = "argument";
-    size_t name_len;
-    int index = -1, device = 0, i;
+    const char *dev_spec = NULL, *source = "argument";
+    int index = -1, device = 0;
     lla_backend *b;
     lla_status st;
     char why[512];
 
     if (!out) return lla__set_error(LLA_ERR_ARG, "out is NULL");
-    if (!spec || !spec[0]) {
-        spec = env_backend();
-        src = "LLA_BACKEND";
-        if (!spec || !spec[0]) { spec = "auto"; src = "default"; }
-    }
-    colon = strchr(spec, ':');
-    name_len = colon ? (size_t)(colon - spec) : strlen(spec);
-    if (colon) {
-        const char *c = colon + 1;
-        dev_spec = c;
-        device = 0;
-        if (!*c) return lla__set_error(LLA_ERR_BACKEND, "backend '%s' (%s): empty device after ':'", spec, src);
-        while (*c >= '0' && *c <= '9') {
-            if (device > 100000) break;
-            device = device * 10 + (*c - '0');
-            ++c;
-        }
-        if (*c && *c != '.')
-            return lla__set_error(LLA_ERR_BACKEND, "backend '%s' (%s): bad device '%s'", spec, src, colon + 1);
-    }
-    if (name_is("auto", spec, name_len)) {
-        index = auto_index(why, sizeof why);
-        lla__log("backend auto: %s", why);
-    } else {
-        for (i = 0; i < BACKEND_COUNT; ++i)
-            if (name_is(backend_table[i]->name, spec, name_len)) index = i;
-        if (index < 0) {
-            char avail[256];
-            list_available(avail, sizeof avail);
-            return lla__set_error(LLA_ERR_BACKEND,
-                                  "unknown backend '%s' (from %s); available: %s", spec, src,
-                                  avail);
-        }
-        {
-            char reason[160];
-            int devices = 0;
-            if (backend_table[index]->probe(reason, sizeof reason, &devices) != LLA_OK) {
-                char avail[256];
-                list_available(avail, sizeof avail);
-                return lla__set_error(LLA_ERR_BACKEND,
-                                      "backend '%s' (from %s) is not usable here: %s; available: %s",
-                                      backend_table[index]->name, src, reason, avail);
-            }
-            if (colon && device >= devices && !strchr(colon + 1, '.'))
-                return lla__set_error(LLA_ERR_BACKEND,
-                                      "backend '%s': device %d does not exist (%d found)",
-                                      backend_table[index]->name, device, devices);
-        }
-    }
+    if (!spec || !spec[0]) spec = default_spec(&source);
+    st = resolve_spec(spec, source, &index, &device, &dev_spec, why, sizeof why);
+    if (st != LLA_OK) return st;
+    lla__log("backend: %s", why);
     if (backend_table[index]->api_version != LLA_API_VERSION)
         return lla__set_error(LLA_ERR_BACKEND, "backend '%s' has API version %d, library %d",
                               backend_table[index]->name, backend_table[index]->api_version,

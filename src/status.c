@@ -50,6 +50,7 @@ const char *lla_last_error(void) { return last_error; }
 
 void lla__clear_error(void) { last_error[0] = '\0'; }
 
+#ifndef LLA_TERSE_ERRORS
 lla_status lla__set_error(lla_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -57,6 +58,12 @@ lla_status lla__set_error(lla_status status, const char *fmt, ...) {
     va_end(ap);
     return status;
 }
+#else
+lla_status lla__set_status_only(lla_status status) {
+    lla__snprintf(last_error, sizeof last_error, "%s", lla_status_str(status));
+    return status;
+}
+#endif
 
 static lla_log_fn log_fn;
 static void *log_user;

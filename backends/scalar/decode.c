@@ -31,6 +31,9 @@ typedef struct decode_token {
 #undef EXP
 #undef NAME
 
+/* The freestanding (firmware) build keeps only the float instance: libm then needs
+ * nothing but expf, and no soft-float double code lands in the image (docs/embedded.md). */
+#ifndef LLA_FREESTANDING
 #define REAL double
 #define EXP exp
 #define NAME(n) n##_f64
@@ -38,6 +41,10 @@ typedef struct decode_token {
 #undef REAL
 #undef EXP
 #undef NAME
+#define DECODE_TYPES "f32 with f32, f64 with f64"
+#else
+#define DECODE_TYPES "the freestanding build decodes f32 with an f32 state only"
+#endif
 
 lla_status lla__scalar_decode_step(lla_backend *self, const lla_problem *p, lla_state *state,
                                    const lla_inputs *x, lla_tensor o) {
@@ -55,12 +62,14 @@ lla_status lla__scalar_decode_step(lla_backend *self, const lla_problem *p, lla_
                                   (long long)b, (long long)positions[b], (long long)p->levels);
     if (state->dtype == LLA_DTYPE_F32 && o.dtype == LLA_DTYPE_F32)
         decode_all_f32(p, state, x, o);
+#ifndef LLA_FREESTANDING
     else if (state->dtype == LLA_DTYPE_F64 && o.dtype == LLA_DTYPE_F64)
         decode_all_f64(p, state, x, o);
+#endif
     else
         return lla__set_error(LLA_ERR_UNSUPPORTED,
                               "scalar decode: %s tensors with a %s state are not supported "
-                              "(f32 with f32, f64 with f64)",
+                              "(" DECODE_TYPES ")",
                               lla_dtype_name(o.dtype), lla_dtype_name(state->dtype));
     return LLA_OK;
 }

@@ -5,7 +5,9 @@
  *
  *   decode.c + decode_impl.h   decode step (float and double instances)
  *   forward.c                  chunkwise forward, initial / final states
+ *   backward.c + backward.h    chunkwise backward (reverse sweep, checkpointed states)
  */
+#include "backward.h"
 #include "scalar.h"
 
 static lla_status scalar_probe(char *why, size_t len, int *device_count) {
@@ -36,6 +38,22 @@ static lla_status scalar_supports(lla_backend *self, const lla_problem *p, lla_d
     return LLA_OK;
 }
 
+#ifdef LLA_FREESTANDING
+/* Firmware decodes only: the chunkwise forward computes in double (double exp, soft-float
+ * on single-precision MCUs), and this table would link it into every image.  Without it
+ * lla_forward / lla_backward report LLA_ERR_UNSUPPORTED; prefill by decoding
+ * (docs/embedded.md). */
+#define SCALAR_FORWARD_WORKSPACE NULL
+#define SCALAR_FORWARD NULL
+#define SCALAR_BACKWARD_WORKSPACE NULL
+#define SCALAR_BACKWARD NULL
+#else
+#define SCALAR_FORWARD_WORKSPACE lla__scalar_forward_workspace
+#define SCALAR_FORWARD lla__scalar_forward
+#define SCALAR_BACKWARD_WORKSPACE lla__scalar_backward_workspace
+#define SCALAR_BACKWARD lla__scalar_backward
+#endif
+
 const lla_backend_ops lla_scalar_ops = {
     /* name               */ "scalar",
     /* api_version        */ LLA_API_VERSION,
@@ -44,10 +62,10 @@ const lla_backend_ops lla_scalar_ops = {
     /* open               */ scalar_open,
     /* close              */ NULL,
     /* supports           */ scalar_supports,
-    /* forward_workspace  */ lla__scalar_forward_workspace,
-    /* forward            */ lla__scalar_forward,
-    /* backward_workspace */ NULL, /* backward.c (separate work item) */
-    /* backward           */ NULL, /* backward.c (separate work item) */
+    /* forward_workspace  */ SCALAR_FORWARD_WORKSPACE,
+    /* forward            */ SCALAR_FORWARD,
+    /* backward_workspace */ SCALAR_BACKWARD_WORKSPACE,
+    /* backward           */ SCALAR_BACKWARD,
     /* decode_step        */ lla__scalar_decode_step,
     /* memory_kind        */ LLA_MEMORY_HOST,
     /* mem_alloc .. set_threads: host defaults */

@@ -9,6 +9,8 @@
 
 const char *golden_dir(void) {
     const char *env = getenv("LLA_GOLDEN_DIR");
+    if (env && env[0]) return env;
+    env = getenv("LLA_GOLDEN_DEFAULT"); /* set by meson to <source>/../shared/golden */
     return env && env[0] ? env : "../shared/golden";
 }
 

@@ -23,7 +23,8 @@ typedef struct golden_case {
     golden_tensor tensors[24];
 } golden_case;
 
-/* Directory of the golden files: $LLA_GOLDEN_DIR, else ../shared/golden. */
+/* Directory of the golden files: $LLA_GOLDEN_DIR, else $LLA_GOLDEN_DEFAULT (set by meson
+ * test), else ../shared/golden. */
 const char *golden_dir(void);
 /* Lists the *.txt files of dir, sorted; returns how many (<= max), names malloc'ed. */
 int golden_list(const char *dir, char **names, int max);

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,9 +27,16 @@ int64_t td_tensor_batch(const lla_problem *p) { return p->seq_offsets ? 1 : p->b
 
 void *td_alloc(test_data *td, size_t bytes, int fill) {
     void *m;
-    if (td->nbufs >= TD_MAX_TENSORS) abort();
+    if (td->nbufs >= TD_MAX_TENSORS) {
+        fprintf(stderr, "testutil: more than %d buffers in one test_data (raise TD_MAX_TENSORS)\n",
+                TD_MAX_TENSORS);
+        abort();
+    }
     m = malloc(bytes ? bytes : 1);
-    if (!m) abort();
+    if (!m) {
+        fprintf(stderr, "testutil: cannot allocate %zu bytes\n", bytes);
+        abort();
+    }
     memset(m, fill, bytes);
     td->bufs[td->nbufs++] = m;
     return m;
