@@ -3,7 +3,9 @@
  *
  *   openmp.c       the backend table: probe, open (run-time ISA choice), supports, threads
  *   omp_forward.c  chunkwise forward: parallel over (sequence, head, segment of chunks)
+ *   omp_backward.c Mamba-2 backward: parallel over (sequence, head)
  *   omp_decode.c   decode step: parallel over (sequence, head)
+ *   omp_sweep.c    building blocks of the sweeps (tiles, loading, level sets)
  *   omp_kernels.c  vectorized micro-kernels, compiled once per ISA
  * The schedule is described at the top of omp_forward.c; the algorithm it parallelizes is
  * the scalar backend's (docs/algorithms.md); measurements in docs/benchmarks.md.
@@ -45,6 +47,12 @@ lla_status lla__omp_forward_workspace(lla_backend *self, const lla_problem *p, l
 lla_status lla__omp_forward(lla_backend *self, const lla_problem *p, const lla_inputs *x,
                             lla_tensor o, const lla_state *initial, lla_state *final,
                             void *workspace, size_t workspace_bytes);
+lla_status lla__omp_backward_workspace(lla_backend *self, const lla_problem *p,
+                                       lla_dtype dtype, size_t *bytes);
+lla_status lla__omp_backward(lla_backend *self, const lla_problem *p, const lla_inputs *x,
+                             lla_tensor d_o, const lla_state *initial, const lla_state *d_final,
+                             const lla_grads *grads, lla_state *d_initial, void *workspace,
+                             size_t workspace_bytes);
 lla_status lla__omp_decode_step(lla_backend *self, const lla_problem *p, lla_state *state,
                                 const lla_inputs *x, lla_tensor o);
 

@@ -109,12 +109,17 @@ static void gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, 
     for (i = 0; i < m; i += MR) {
         const int rows = m - i < MR ? (int)(m - i) : MR;
         const int64_t last = i + rows - 1;
-        int64_t kdi = kd;
-        if ((shape & LLA_OMP_LOWER_A) && kdi > last + 1) kdi = last + 1;
+        int64_t lo_i = 0, hi_i = kd;
+        if ((shape & LLA_OMP_LOWER_A) && hi_i > last + 1) hi_i = last + 1;
+        if ((shape & LLA_OMP_UPPER_A) && lo_i < i) lo_i = i;
         for (j = 0; j < n; j += NR) {
+            int64_t lo = lo_i, hi = hi_i;
             if ((shape & LLA_OMP_LOWER_C) && j > last) break;
-            tile(rows, kdi, a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc,
-                 rs ? rs + i : (const float *)0, accumulate);
+            if ((shape & LLA_OMP_LOWER_B) && lo < j) lo = j;
+            if ((shape & LLA_OMP_UPPER_B) && hi > j + NR) hi = j + NR;
+            if (lo > hi) lo = hi; /* an empty product: the tile stores zeros (or adds none) */
+            tile(rows, hi - lo, a + i * lda + lo, lda, b + lo * ldb + j, ldb, c + i * ldc + j,
+                 ldc, rs ? rs + i : (const float *)0, accumulate);
         }
     }
 }

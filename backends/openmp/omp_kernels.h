@@ -22,7 +22,10 @@
 enum lla_omp_shape {
     LLA_OMP_FULL = 0,    /* every tile                                                   */
     LLA_OMP_LOWER_C = 1, /* only tiles of C that touch its lower triangle (col <= row)   */
-    LLA_OMP_LOWER_A = 2  /* A is lower triangular: row block i reads A columns <= its end */
+    LLA_OMP_LOWER_A = 2, /* A lower triangular: row block i reads A columns <= its end    */
+    LLA_OMP_UPPER_A = 4, /* A upper triangular: row block i reads A columns >= its start  */
+    LLA_OMP_LOWER_B = 8, /* B lower triangular: column tile j reads B rows >= its start   */
+    LLA_OMP_UPPER_B = 16 /* B upper triangular: column tile j reads B rows <= its end     */
 };
 
 typedef struct lla_omp_kernels {

@@ -1,9 +1,9 @@
 /*
  * openmp.c - the openmp backend's table: multi-core CPU path with vectorized kernels.
  *
- * float32 forward and decode step run here (omp_forward.c, omp_decode.c); other dtypes
- * (float64) run on the scalar reference, announced once by a log line; the backward is
- * left to the scalar table by the registry (NULL entry, logged at open).
+ * float32 forward, decode step and Mamba-2 backward run here (omp_forward.c,
+ * omp_decode.c, omp_backward.c); other dtypes (float64) and the GDN backward run on the
+ * scalar reference, announced once by a log line.
  * The micro-kernels are chosen at open from what the CPU supports (AVX-512, AVX2+FMA,
  * baseline); LLA_OPENMP_ISA=generic|avx2|avx512 forces a lower one (tests, benchmarks).
  */
@@ -104,10 +104,11 @@ static lla_status omp_set_threads(lla_backend *self, int threads) {
     return LLA_OK;
 }
 
-/* float32 here; any other dtype is the scalar backend's business (and its answer). */
+/* float32 here (GDN backward: scalar); anything else is the scalar backend's business. */
 static lla_status omp_supports(lla_backend *self, const lla_problem *p, lla_dtype dtype,
                                lla_op op) {
-    if (dtype == LLA_DTYPE_F32 && op != LLA_OP_BACKWARD) return LLA_OK;
+    if (dtype == LLA_DTYPE_F32 && (op != LLA_OP_BACKWARD || p->variant == LLA_VARIANT_MAMBA2))
+        return LLA_OK;
     return lla_scalar_ops.supports ? lla_scalar_ops.supports(self, p, dtype, op) : LLA_OK;
 }
 
@@ -144,6 +145,32 @@ static lla_status omp_forward(lla_backend *self, const lla_problem *p, const lla
     return lla__omp_forward(self, p, x, o, initial, final, workspace, workspace_bytes);
 }
 
+static lla_status omp_backward_workspace(lla_backend *self, const lla_problem *p,
+                                         lla_dtype dtype, size_t *bytes) {
+    if (dtype != LLA_DTYPE_F32 || p->variant != LLA_VARIANT_MAMBA2) {
+        *bytes = 0;
+        return lla_scalar_ops.backward_workspace
+                   ? lla_scalar_ops.backward_workspace(self, p, dtype, bytes)
+                   : LLA_OK;
+    }
+    return lla__omp_backward_workspace(self, p, dtype, bytes);
+}
+
+static lla_status omp_backward(lla_backend *self, const lla_problem *p, const lla_inputs *x,
+                               lla_tensor d_o, const lla_state *initial,
+                               const lla_state *d_final, const lla_grads *grads,
+                               lla_state *d_initial, void *workspace, size_t workspace_bytes) {
+    if (d_o.dtype != LLA_DTYPE_F32 || p->variant != LLA_VARIANT_MAMBA2) {
+        if (!lla_scalar_ops.backward)
+            return lla__set_error(LLA_ERR_UNSUPPORTED, "openmp: this backward is not available");
+        log_fallback(self, d_o.dtype, p->variant == LLA_VARIANT_GDN ? "GDN backward" : "backward");
+        return lla_scalar_ops.backward(self, p, x, d_o, initial, d_final, grads, d_initial,
+                                       workspace, workspace_bytes);
+    }
+    return lla__omp_backward(self, p, x, d_o, initial, d_final, grads, d_initial, workspace,
+                             workspace_bytes);
+}
+
 static lla_status omp_decode(lla_backend *self, const lla_problem *p, lla_state *state,
                              const lla_inputs *x, lla_tensor o) {
     if (o.dtype != LLA_DTYPE_F32) {
@@ -166,8 +193,8 @@ const lla_backend_ops lla_openmp_ops = {
     /* supports           */ omp_supports,
     /* forward_workspace  */ omp_forward_workspace,
     /* forward            */ omp_forward,
-    /* backward_workspace */ NULL, /* scalar (registry fallback, logged) */
-    /* backward           */ NULL,
+    /* backward_workspace */ omp_backward_workspace,
+    /* backward           */ omp_backward,
     /* decode_step        */ omp_decode,
     /* memory_kind        */ LLA_MEMORY_HOST,
     /* mem_alloc .. synchronize: host defaults */

@@ -17,7 +17,9 @@
  *                           ragged lengths; o and final state, then again with
  *                           final == initial (in place)
  *   decode                  steps from that state: every output and the final state
- *   backward                gradients (<= 1e-4) when the backend has its own backward
+ *   backward                gradients (<= 1e-4) when the backend has its own backward,
+ *                           without states, and from the prefilled state with a random
+ *                           d_final: d_initial too, also with d_initial == d_final
  * Every call: outputs in buffers with guard bytes and padding between elements (all must
  * stay untouched), the workspace poisoned twice (NaN bytes, then a large finite pattern)
  * with bit-identical outputs required, guard bytes after the workspace, initial states
@@ -464,18 +466,72 @@ static void run_decode_pair(lla_backend *be, lla_backend *sc, const casedata *cd
     state_free(&s_be);
 }
 
-static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
-                              const char *label) {
+/* A state of random values in every level (empty levels too: they must not matter). */
+static gstate random_state(lla_backend *be, const lla_problem *p, uint64_t seed) {
+    gstate s = state_new(be, p);
+    float *v = (float *)((char *)s.s.memory + lla_state_values_offset(p->batch));
+    test_rng r;
+    size_t i, n = state_count(&s.s);
+    r.s = seed;
+    for (i = 0; i < n; ++i) v[i] = (float)rng_uniform(&r, -1.0, 1.0);
+    return s;
+}
+
+typedef struct gradset {
+    gbuf b[6];
+    lla_grads g;
+} gradset;
+
+static const char *const grad_names[6] = {"dq", "dk", "dv", "dg", "dlambda", "dbeta"};
+
+static void grads_new(gradset *gs, const casedata *cd) {
     const lla_problem *p = &cd->p;
-    lla_grads g_ref, g_be;
-    gbuf bufs[12];
-    test_data *dod;
-    size_t ws_ref = 0, ws_be = 0;
-    void *w_ref, *w_be;
+    const int64_t dims[6][2] = {{p->qk_heads, p->dk}, {p->qk_heads, p->dk}, {p->heads, p->dv},
+                                {p->heads, 1},        {p->heads, p->levels}, {p->heads, 1}};
     int i;
-    const int64_t qh = p->qk_heads, hh = p->heads;
-    const int64_t dims[6][2] = {{qh, p->dk}, {qh, p->dk}, {hh, p->dv},
-                                {hh, 1},     {hh, p->levels}, {hh, 1}};
+    for (i = 0; i < 6; ++i)
+        gs->b[i] = gtensor(cd->bt, p->seqlen, dims[i][0], dims[i][1], cd->td->strided);
+    gs->g.dq = gs->b[0].t, gs->g.dk = gs->b[1].t, gs->g.dv = gs->b[2].t;
+    gs->g.dg = gs->b[3].t, gs->g.dlambda = gs->b[4].t, gs->g.dbeta = gs->b[5].t;
+}
+
+static void grads_free(gradset *gs) {
+    int i;
+    for (i = 0; i < 6; ++i) gfree(&gs->b[i]);
+}
+
+static void backward_poisoned(lla_backend *be, const casedata *cd, lla_tensor d_o,
+                              const gstate *init, const gstate *d_final, gradset *gs,
+                              gstate *d_initial, int poison, const char *label) {
+    size_t ws = 0, i;
+    unsigned char *w;
+    assert_int_equal(lla_backward_workspace(be, &cd->p, LLA_DTYPE_F32, &ws), LLA_OK);
+    w = (unsigned char *)malloc(ws + GUARD);
+    assert_non_null(w);
+    memset(w, poison, ws);
+    memset(w + ws, FILL, GUARD);
+    assert_int_equal(lla_backward(be, &cd->p, &cd->td->x, d_o, init ? &init->s : NULL,
+                                  d_final ? &d_final->s : NULL, &gs->g,
+                                  d_initial ? &d_initial->s : NULL, ws ? w : NULL, ws),
+                     LLA_OK);
+    for (i = 0; i < GUARD; ++i)
+        if (w[ws + i] != FILL) fail_msg("%s: backward wrote past the workspace", label);
+    free(w);
+}
+
+/* Gradients against scalar, without states and (when the case has one) from an initial
+ * state with a random d_final, d_initial compared too, then again with d_initial ==
+ * d_final.  Two poisons of the workspace must give bit-identical gradients. */
+static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
+                              const gstate *init, const char *label) {
+    const lla_problem *p = &cd->p;
+    const int64_t dims[6][2] = {{p->qk_heads, p->dk}, {p->qk_heads, p->dk}, {p->heads, p->dv},
+                                {p->heads, 1},        {p->heads, p->levels}, {p->heads, 1}};
+    gradset ref, got, again;
+    gstate dfin, di_ref, di_be, alias;
+    test_data *dod;
+    int i, same = 1;
+    char what[64];
     if (be->own->backward == NULL) {
         print_message("    %-58s %-30s SKIPPED: %s has no backward of its own (the registry's "
                       "scalar fallback would be compared with itself)\n",
@@ -486,32 +542,55 @@ static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *
         !supported(be, p, LLA_OP_BACKWARD, label, "backward"))
         return;
     dod = td_create(p, NULL, LLA_DTYPE_F32, cd->td->strided, cd->td->p.seqlen + 555u);
-    for (i = 0; i < 12; ++i) bufs[i] = gtensor(cd->bt, p->seqlen, dims[i % 6][0], dims[i % 6][1], cd->td->strided);
-    g_ref.dq = bufs[0].t, g_ref.dk = bufs[1].t, g_ref.dv = bufs[2].t;
-    g_ref.dg = bufs[3].t, g_ref.dlambda = bufs[4].t, g_ref.dbeta = bufs[5].t;
-    g_be.dq = bufs[6].t, g_be.dk = bufs[7].t, g_be.dv = bufs[8].t;
-    g_be.dg = bufs[9].t, g_be.dlambda = bufs[10].t, g_be.dbeta = bufs[11].t;
-    assert_int_equal(lla_backward_workspace(sc, p, LLA_DTYPE_F32, &ws_ref), LLA_OK);
-    assert_int_equal(lla_backward_workspace(be, p, LLA_DTYPE_F32, &ws_be), LLA_OK);
-    w_ref = malloc(ws_ref + 1);
-    w_be = malloc(ws_be + 1);
-    memset(w_be, 0xff, ws_be + 1);
-    assert_int_equal(lla_backward(sc, p, &cd->td->x, dod->x.v, NULL, NULL, &g_ref, NULL, w_ref, ws_ref), LLA_OK);
-    assert_int_equal(lla_backward(be, p, &cd->td->x, dod->x.v, NULL, NULL, &g_be, NULL, w_be, ws_be), LLA_OK);
-    {
-        static const char *names[6] = {"dq", "dk", "dv", "dg", "dlambda", "dbeta"};
-        for (i = 0; i < 6; ++i) {
-            char w[48];
-            if (i == 5 && p->variant != LLA_VARIANT_GDN) continue;
-            snprintf(w, sizeof w, "backward %s", names[i]);
-            check_err(label, w, rel_err(p, &bufs[6 + i].t, &bufs[i].t, dims[i][0], dims[i][1]),
-                      TOL_GRAD_F32);
-            gtensor_check(&bufs[6 + i], label);
-        }
+    memset(&dfin, 0, sizeof dfin);
+    memset(&di_ref, 0, sizeof di_ref);
+    memset(&di_be, 0, sizeof di_be);
+    if (init) {
+        dfin = random_state(sc, p, cd->td->p.seqlen + 777u);
+        di_ref = state_new(sc, p);
+        di_be = state_new(be, p);
     }
-    for (i = 0; i < 12; ++i) gfree(&bufs[i]);
-    free(w_ref);
-    free(w_be);
+    grads_new(&ref, cd);
+    grads_new(&got, cd);
+    grads_new(&again, cd);
+    backward_poisoned(sc, cd, dod->x.v, init, init ? &dfin : NULL, &ref, init ? &di_ref : NULL,
+                      0xff, label);
+    backward_poisoned(be, cd, dod->x.v, init, init ? &dfin : NULL, &got, init ? &di_be : NULL,
+                      0xff, label);
+    backward_poisoned(be, cd, dod->x.v, init, init ? &dfin : NULL, &again, NULL, FILL, label);
+    for (i = 0; i < 6; ++i) {
+        double e;
+        if (i == 5 && p->variant != LLA_VARIANT_GDN) continue;
+        snprintf(what, sizeof what, "backward%s %s", init ? " (states)" : "", grad_names[i]);
+        e = rel_err(p, &got.b[i].t, &ref.b[i].t, dims[i][0], dims[i][1]);
+        same &= e == 0.0;
+        check_err(label, what, e, TOL_GRAD_F32);
+        gtensor_check(&got.b[i], label);
+        if (memcmp(got.b[i].raw, again.b[i].raw, got.b[i].body + 2 * GUARD) != 0)
+            fail_msg("%s: backward %s depends on the workspace contents or is not deterministic",
+                     label, grad_names[i]);
+    }
+    if (same)
+        print_message("    %-58s %-30s (bit-identical to scalar: %s ran the scalar path)\n",
+                      label, "backward", lla_backend_name(be));
+    if (init) {
+        check_err(label, "backward d_initial", state_err(&di_be, &di_ref, label), TOL_GRAD_F32);
+        state_check_guard(&di_be, label);
+        /* d_initial in the same block as d_final */
+        alias = state_clone(be, p, &dfin);
+        grads_free(&again);
+        grads_new(&again, cd);
+        backward_poisoned(be, cd, dod->x.v, init, &alias, &again, &alias, 0xff, label);
+        check_err(label, "backward d_initial == d_final", state_err(&alias, &di_ref, label),
+                  TOL_GRAD_F32);
+        state_free(&alias);
+        state_free(&dfin);
+        state_free(&di_ref);
+        state_free(&di_be);
+    }
+    grads_free(&ref);
+    grads_free(&got);
+    grads_free(&again);
     td_free(dod);
 }
 
@@ -537,6 +616,7 @@ static void test_case(void **state) {
                 if (supported(be, &one, LLA_OP_DECODE, j->label, "decode"))
                     run_decode_pair(be, sc, &cd, &s0, j->label);
             }
+            run_backward_pair(be, sc, &cd, &s0, j->label);
             state_free(&s0);
         }
     }
@@ -547,7 +627,7 @@ static void test_case(void **state) {
         if (supported(be, &one, LLA_OP_DECODE, j->label, "decode"))
             run_decode_pair(be, sc, &cd, NULL, j->label);
     }
-    run_backward_pair(be, sc, &cd, j->label);
+    run_backward_pair(be, sc, &cd, NULL, j->label);
     case_free(&cd);
     lla_backend_close(be);
     lla_backend_close(sc);
