@@ -44,15 +44,17 @@ typedef struct bwd_ctx {
 
 typedef struct bwd_tiles {
     thread_tiles t; /* chunk loads, scores s / s2, row scales, the sets of pass 1 */
-    float *kr;      /* Cr x ldK: keys as rows                                  */
+    float *kr;      /* Cr x ldK: keys as rows (a copy when not contiguous)     */
+    const float *kra; /* keys as read: kr or the input rows                  */
+    int64_t ldkr;
     float *qt;      /* K x ldC: q^T                                            */
     float *dout;    /* Cr x ldV: d_o                                           */
     float *dot;     /* V x ldC: d_o^T                                          */
     float *dots;    /* V x ldC: d_o^T with scaled columns                      */
     float *vt;      /* V x ldC: v^T (Mamba-2 pass 1) or vs^T (pass 2)          */
-    float *at;      /* Cr x ldC: transposed mask-times-score block             */
     float *rt;      /* K x ldC: a set's read gradient, transposed              */
-    float *dqt;     /* K x ldC: dq^T                                           */
+    float *dqt;     /* K x ldC: dq^T (the reads' part)                         */
+    float *dq;      /* Cr x ldK: dq (the intra pairs' part)                    */
     float *dkt;     /* K x ldC: dk^T                                           */
     float *dv;      /* Cr x ldV                                                */
     float *dos;     /* Cr x ldV: d_o with scaled rows                          */
@@ -73,7 +75,7 @@ static void layout_tiles(const bwd_ctx *bx, bump *bp, bwd_tiles *bt) {
     int ok = 1;
     const int64_t rK = lla__omp_mul_or(cx->Cr, cx->ldK, &ok), rV = lla__omp_mul_or(cx->Cr, cx->ldV, &ok);
     const int64_t kC = lla__omp_mul_or(cx->K, cx->ldC, &ok), vC = lla__omp_mul_or(cx->V, cx->ldC, &ok);
-    const int64_t rC = lla__omp_mul_or(cx->Cr, cx->ldC, &ok), rL = lla__omp_mul_or(cx->Cr, cx->NL, &ok);
+    const int64_t rL = lla__omp_mul_or(cx->Cr, cx->NL, &ok);
     const int64_t vK = lla__omp_mul_or(cx->V, cx->ldK, &ok);
     const int64_t de = lla__omp_mul_or(cx->NL, cx->set_floats, &ok);
     if (!ok) bp->ok = 0;
@@ -84,9 +86,9 @@ static void layout_tiles(const bwd_ctx *bx, bump *bp, bwd_tiles *bt) {
     bt->dot = (float *)lla__omp_take(bp, vC, sizeof(float));
     bt->dots = (float *)lla__omp_take(bp, vC, sizeof(float));
     bt->vt = (float *)lla__omp_take(bp, vC, sizeof(float));
-    bt->at = (float *)lla__omp_take(bp, rC, sizeof(float));
     bt->rt = (float *)lla__omp_take(bp, kC, sizeof(float));
     bt->dqt = (float *)lla__omp_take(bp, kC, sizeof(float));
+    bt->dq = (float *)lla__omp_take(bp, rK, sizeof(float));
     bt->dkt = (float *)lla__omp_take(bp, kC, sizeof(float));
     bt->dv = (float *)lla__omp_take(bp, rV, sizeof(float));
     bt->dos = (float *)lla__omp_take(bp, rV, sizeof(float));
@@ -179,35 +181,53 @@ static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds,
         }
 }
 
-/* Keys as rows, q^T and d_o (+ d_o^T) of the loaded chunk. */
+/* d_o and the keys as rows of the loaded chunk; pass 1 also q^T and d_o^T. */
 static void load_extra(const bwd_ctx *bx, const seq_info *sq, bwd_tiles *bt, const chunk_tiles *ch,
-                       int need_dot) {
+                       int pass) {
     const omp_ctx *cx = &bx->c;
+    const lla_tensor *k = &cx->x->k;
     const int64_t t0 = sq->start + (ch->pos_a - sq->p0);
-    lla__omp_load_rows(&cx->x->k, sq->tb, t0, ch->rows, sq->hq, cx->K, bt->kr, cx->ldK);
-    transpose(ch->rows, cx->K, ch->qa, ch->ldq, bt->qt, cx->ldC);
     lla__omp_load_rows(&bx->d_o, sq->tb, t0, ch->rows, sq->h, cx->V, bt->dout, cx->ldV);
-    if (need_dot) transpose(ch->rows, cx->V, bt->dout, cx->ldV, bt->dot, cx->ldC);
+    if (pass == 1) {
+        transpose(ch->rows, cx->K, ch->qa, ch->ldq, bt->qt, cx->ldC);
+        transpose(ch->rows, cx->V, bt->dout, cx->ldV, bt->dot, cx->ldC);
+    }
+    if (k->strides[3] == 1) {
+        bt->kra = (const float *)k->data + lla__offset(k, sq->tb, t0, sq->hq, 0);
+        bt->ldkr = k->strides[1];
+    } else {
+        lla__omp_load_rows(k, sq->tb, t0, ch->rows, sq->hq, cx->K, bt->kr, cx->ldK);
+        bt->kra = bt->kr;
+        bt->ldkr = cx->ldK;
+    }
 }
 
-/* Adds (or stores) the chunk's dq^T / dk^T: into the thread's group accumulator, or the
- * output tensor (one head per q/k head). */
+/* Adds (or stores) the chunk's dq or dk, given transposed (t: K x rows) plus optionally
+ * as rows (r: rows x K): into the thread's group accumulator, or the output tensor (one
+ * head per q/k head).  Blocks of 8 rows keep the transposed reads in cache lines. */
 static void put_qk(const bwd_ctx *bx, const seq_info *sq, const chunk_tiles *ch, const float *t,
-                   const lla_tensor *out, float *acc, int add) {
+                   const float *r, const lla_tensor *out, float *acc, int add) {
     const omp_ctx *cx = &bx->c;
-    const int64_t t0 = sq->start + (ch->pos_a - sq->p0);
-    int64_t i, d;
-    for (i = 0; i < ch->rows; ++i) {
-        if (acc) {
-            float *dst = acc + ((sq->tb * cx->p->seqlen + t0 + i) * cx->p->qk_heads + sq->hq) * cx->K;
-            for (d = 0; d < cx->K; ++d) dst[d] += t[d * cx->ldC + i];
-        } else {
-            float *dst = (float *)out->data + lla__offset(out, sq->tb, t0 + i, sq->hq, 0);
-            const int64_t s3 = out->strides[3];
-            if (add)
-                for (d = 0; d < cx->K; ++d) dst[d * s3] += t[d * cx->ldC + i];
-            else
-                for (d = 0; d < cx->K; ++d) dst[d * s3] = t[d * cx->ldC + i];
+    const int64_t t0 = sq->start + (ch->pos_a - sq->p0), K = cx->K, ldC = cx->ldC;
+    int64_t i0, i, d0, d;
+    for (i0 = 0; i0 < ch->rows; i0 += 8) {
+        const int64_t i1 = i0 + 8 < ch->rows ? i0 + 8 : ch->rows;
+        for (d0 = 0; d0 < K; d0 += 8) {
+            const int64_t d1 = d0 + 8 < K ? d0 + 8 : K;
+            for (i = i0; i < i1; ++i) {
+                const float *ri = r ? r + i * cx->ldK : NULL;
+                if (acc) {
+                    float *dst = acc + ((sq->tb * cx->p->seqlen + t0 + i) * cx->p->qk_heads + sq->hq) * K;
+                    for (d = d0; d < d1; ++d) dst[d] += t[d * ldC + i] + (ri ? ri[d] : 0.0f);
+                } else {
+                    float *dst = (float *)out->data + lla__offset(out, sq->tb, t0 + i, sq->hq, 0);
+                    const int64_t s3 = out->strides[3];
+                    for (d = d0; d < d1; ++d) {
+                        const float v = t[d * ldC + i] + (ri ? ri[d] : 0.0f);
+                        dst[d * s3] = add ? dst[d * s3] + v : v;
+                    }
+                }
+            }
         }
     }
 }
@@ -229,7 +249,7 @@ static void put_rows(const seq_info *sq, const chunk_tiles *ch, const float *t, 
 /* ------------------------------------------------------------------ pass 1 */
 
 /* Intra-chunk pairs: A_ij = lambda_ij scale e^{gc_i - gc_j} (q_i . k_j), dA = d_o v^T.
- * dq^T = K^T (dA .* P)^T, dk^T = Q^T (dA .* P), dv = A^T d_o, dlambda, and the pairs' gate
+ * dq = (dA .* P) K, dk^T = Q^T (dA .* P), dv = A^T d_o, dlambda, and the pairs' gate
  * terms row_i = sum_j (A .* dA)_ij - sum_j (A .* dA)_ji (same products, so a token's own
  * pair cancels exactly). */
 static void intra_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *ch) {
@@ -277,15 +297,15 @@ static void intra_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
         bt->row[i] = rowsum;
     }
     for (i = 0; i < rows; ++i) bt->row[i] -= bt->col[i];
-    /* dv = A^T d_o  (A^T upper triangular) */
-    transpose(rows, rows, S, ldC, bt->at, ldC);
-    kn->gemm(rows, cx->V, rows, bt->at, ldC, bt->dout, cx->ldV, bt->dv, cx->ldV, NULL, 0,
-             LLA_OMP_UPPER_A);
-    /* dk^T = Q^T Z  (Z lower triangular) */
-    kn->gemm(cx->K, rows, rows, bt->qt, ldC, dA, ldC, bt->dkt, ldC, NULL, 0, LLA_OMP_LOWER_B);
-    /* dq^T = K^T Z^T  (Z^T upper triangular) */
-    transpose(rows, rows, dA, ldC, bt->at, ldC);
-    kn->gemm(cx->K, rows, rows, ch->kt, ldC, bt->at, ldC, bt->dqt, ldC, NULL, 0, LLA_OMP_UPPER_B);
+    /* dv = A^T d_o  (A read transposed; A^T upper triangular) */
+    kn->gemm(rows, cx->V, rows, S, ldC, bt->dout, cx->ldV, bt->dv, cx->ldV, NULL, 0,
+             LLA_OMP_TRANS_A | LLA_OMP_UPPER_A);
+    /* dk^T = Q^T Z  (q read transposed; Z lower triangular) */
+    kn->gemm(cx->K, rows, rows, ch->qa, ch->ldq, dA, ldC, bt->dkt, ldC, NULL, 0,
+             LLA_OMP_TRANS_A | LLA_OMP_LOWER_B);
+    /* dq = Z K  (Z lower triangular) */
+    kn->gemm(rows, cx->K, rows, dA, ldC, bt->kra, bt->ldkr, bt->dq, cx->ldK, NULL, 0,
+             LLA_OMP_LOWER_A);
 }
 
 /* Reads of the sets E: with r = E_L d_o_i (true E = f_L data) and u_i = scale e^{gc_i} q_i:
@@ -295,7 +315,7 @@ static void reads_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
     const omp_ctx *cx = &bx->c;
     const lla_omp_kernels *kn = cx->kern;
     const int64_t rows = ch->rows, ldC = cx->ldC;
-    int64_t i, k, v;
+    int64_t i;
     int l;
     for (l = 0; l <= cx->NL; ++l) {
         const omp_set *st = slots + l;
@@ -303,32 +323,22 @@ static void reads_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
         if (!st->live) continue;
         f = lla__omp_decay(G0 - st->ref) * cx->scale;
         if (f == 0.0) continue;
-        for (i = 0; i < rows; ++i) bt->wrow[i] = (float)(f * ch->e[i]);
-        for (v = 0; v < cx->V; ++v) {
-            const float *src = bt->dot + v * ldC;
-            float *dst = bt->dots + v * ldC;
-            for (i = 0; i < rows; ++i) dst[i] = src[i] * bt->wrow[i];
-        }
-        /* rt = E_L (d_o^T diag(f scale e^{gc})): K x rows */
-        kn->gemm(cx->K, rows, cx->V, st->data, cx->ldV, bt->dots, ldC, bt->rt, ldC, NULL, 0,
+        /* rt = E_L d_o^T (K x rows); the column factors f scale e^{gc_i} come after */
+        kn->gemm(cx->K, rows, cx->V, st->data, cx->ldV, bt->dot, ldC, bt->rt, ldC, NULL, 0,
                  LLA_OMP_FULL);
         for (i = 0; i < rows; ++i) {
             const int lev = lla__omp_level(cx->hier, ch->pos_a + i, st->lo);
-            bt->wrow[i] = cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev];
+            const float lam = cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev];
+            bt->erow[i] = (float)(f * ch->e[i]);
+            bt->wrow[i] = lam * bt->erow[i];
             bt->dl[i] = 0.0f;
         }
-        for (k = 0; k < cx->K; ++k) {
-            const float *rk = bt->rt + k * ldC, *qk = bt->qt + k * ldC;
-            float *dq = bt->dqt + k * ldC;
-            for (i = 0; i < rows; ++i) {
-                bt->dl[i] += qk[i] * rk[i];
-                dq[i] += bt->wrow[i] * rk[i];
-            }
-        }
+        kn->coldot_axpy(cx->K, rows, bt->qt, ldC, bt->rt, ldC, bt->wrow, bt->dl, bt->dqt, ldC);
         for (i = 0; i < rows; ++i) {
             const int lev = lla__omp_level(cx->hier, ch->pos_a + i, st->lo);
-            bt->dlam[i * cx->NL + lev] += bt->dl[i];
-            bt->row[i] += (double)bt->wrow[i] * bt->dl[i];
+            const float d = bt->erow[i] * bt->dl[i];
+            bt->dlam[i * cx->NL + lev] += d;
+            bt->row[i] += (double)(bt->wrow[i] * bt->dl[i]);
         }
     }
 }
@@ -371,15 +381,21 @@ static void pass1(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         const int64_t pos_e = (c + 1) * cx->C < end_pos ? (c + 1) * cx->C : end_pos;
         const int last = c == c_last;
         lla__omp_load_chunk(cx, sq, ch, pos_a, pos_e - pos_a, 0);
+        if (!last) {
+            const int64_t n2 = (c + 2) * cx->C < end_pos ? cx->C : end_pos - pos_e;
+            lla__omp_prefetch_chunk(cx, sq, pos_e, n2);
+            lla__omp_prefetch_rows(&bx->d_o, sq->tb, sq->start + (pos_e - sq->p0), n2, sq->h, cx->V);
+        }
         lla__omp_prepare_chunk(cx, &bt->t, ch);
         load_extra(bx, sq, bt, ch, 1);
         transpose(ch->rows, cx->V, ch->va, ch->ldva, bt->vt, cx->ldC);
         memset(bt->dlam, 0, (size_t)(ch->rows * cx->NL) * sizeof(float));
+        memset(bt->dqt, 0, (size_t)(cx->K * cx->ldC) * sizeof(float));
         intra_backward(bx, bt, ch);
         reads_backward(bx, bt, ch, slots, G);
         /* dq (complete), the intra part of dk and dv, dlambda (complete), the row term */
-        put_qk(bx, sq, ch, bt->dqt, &bx->g->dq, bt->acc_dq, 0);
-        put_qk(bx, sq, ch, bt->dkt, &bx->g->dk, bt->acc_dk, 0);
+        put_qk(bx, sq, ch, bt->dqt, bt->dq, &bx->g->dq, bt->acc_dq, 0);
+        put_qk(bx, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 0);
         put_rows(sq, ch, bt->dv, cx->ldV, cx->V, &bx->g->dv, 0);
         put_rows(sq, ch, bt->dlam, cx->NL, cx->NL, &bx->g->dlambda, 0);
         for (i = 0; i < ch->rows; ++i) bt->dl[i] = (float)bt->row[i];
@@ -464,10 +480,30 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         const int64_t rows = pos_e - pos_a;
         uint64_t now;
         float decay;
-        lla__omp_load_chunk(cx, sq, ch, pos_a, rows, 0);
-        lla__omp_prepare_chunk(cx, &bt->t, ch);
-        load_extra(bx, sq, bt, ch, 0);
-        transpose(rows, cx->V, ch->vs, ch->ldvs, bt->vt, cx->ldC);
+        lla__omp_load_chunk(cx, sq, ch, pos_a, rows, 1); /* q, gates, lambda */
+        if (c > c_first) { /* the previous chunk's inputs, next in this reverse sweep */
+            const int64_t a0 = (c - 1) * cx->C > sq->p0 ? (c - 1) * cx->C : sq->p0;
+            lla__omp_prefetch_chunk(cx, sq, a0, pos_a - a0);
+            lla__omp_prefetch_rows(&bx->d_o, sq->tb, sq->start + (a0 - sq->p0), pos_a - a0, sq->h, cx->V);
+        }
+        load_extra(bx, sq, bt, ch, 2);
+        {   /* the values (rows) and vs^T = (e^{G - gc} v)^T */
+            const lla_tensor *v = &cx->x->v;
+            const int64_t t0 = sq->start + (pos_a - sq->p0);
+            if (v->strides[3] == 1) {
+                ch->va = (const float *)v->data + lla__offset(v, sq->tb, t0, sq->h, 0);
+                ch->ldva = v->strides[1];
+            } else {
+                lla__omp_load_rows(v, sq->tb, t0, rows, sq->h, cx->V, ch->v, cx->ldV);
+                ch->va = ch->v;
+                ch->ldva = cx->ldV;
+            }
+            for (i = 0; i < rows; ++i) {
+                const float dec = (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[i]);
+                const float *vi = ch->va + i * ch->ldva;
+                for (j = 0; j < cx->V; ++j) bt->vt[j * cx->ldC + i] = dec * vi[j];
+            }
+        }
         memset(bt->dv, 0, (size_t)(rows * cx->ldV) * sizeof(float));
         memset(bt->dkt, 0, (size_t)(cx->K * cx->ldC) * sizeof(float));
         /* 1. token writes: dv_j += e^{G-gc_j} D^T k_j, dk_j += D vs_j, D = dE of j's set */
@@ -479,7 +515,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
                 const float *D = de + dst * cx->set_floats;
                 for (j = i; j < e; ++j)
                     bt->t.rs[j - i] = (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[j]);
-                kn->gemm(e - i, cx->V, cx->K, bt->kr + i * cx->ldK, cx->ldK, D, cx->ldV,
+                kn->gemm(e - i, cx->V, cx->K, bt->kra + i * bt->ldkr, bt->ldkr, D, cx->ldV,
                          bt->dv + i * cx->ldV, cx->ldV, bt->t.rs, 1, LLA_OMP_FULL);
                 dkt_columns(cx, bt, D, i, e, rows);
             }
@@ -510,13 +546,11 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             if (!((now >> l) & 1u)) continue;
             for (i = 0; i < rows; ++i) {
                 const int lev = lla__omp_level(cx->hier, pos_a + i, lo);
-                const float w = cx->scale * ch->e[i] * (cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev]);
-                float *dst = bt->dos + i * cx->ldV;
-                const float *src = bt->dout + i * cx->ldV;
-                for (j = 0; j < cx->V; ++j) dst[j] = w * src[j];
+                bt->wrow[i] = cx->scale * ch->e[i] * (cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev]);
             }
-            kn->gemm(cx->K, cx->V, rows, bt->qt, cx->ldC, bt->dos, cx->ldV, D, cx->ldV, NULL,
-                     (int)((live >> l) & 1u), LLA_OMP_FULL);
+            kn->scale_rows(rows, cx->V, bt->wrow, bt->dout, cx->ldV, bt->dos, cx->ldV);
+            kn->gemm(cx->K, cx->V, rows, ch->qa, ch->ldq, bt->dos, cx->ldV, D, cx->ldV, NULL,
+                     (int)((live >> l) & 1u), LLA_OMP_TRANS_A);
             live |= (uint64_t)1 << l;
         }
         /* the writes' part of the gate term: dG_j -= v_j . dv_j(writes) */
@@ -527,7 +561,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             bt->dl[i] = -s;
         }
         put_rows(sq, ch, bt->dl, 1, 1, &bx->g->dg, 1);
-        put_qk(bx, sq, ch, bt->dkt, &bx->g->dk, bt->acc_dk, 1);
+        put_qk(bx, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 1);
         put_rows(sq, ch, bt->dv, cx->ldV, cx->V, &bx->g->dv, 1);
     }
     /* d_initial: the transpose of the initial move from target p0 - 1 to p0 */

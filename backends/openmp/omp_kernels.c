@@ -33,21 +33,24 @@
 #error "register tile out of range"
 #endif
 
-/* One ROWS x NR tile of C from kd steps of A (ROWS rows) and B (NR columns).  The
- * accumulator starts at zero; the store scales each row by rs[i] and adds or writes. */
-#define DEFINE_TILE(ROWS)                                                                   \
-    static void tile_##ROWS(int64_t kd, const float *restrict a, int64_t lda,               \
-                            const float *restrict b, int64_t ldb, float *restrict c,         \
-                            int64_t ldc, const float *restrict rs, int accumulate) {         \
+/* One ROWS x NR tile of C from kd steps of A (ROWS rows; element (i, p) at
+ * a[i*AIS + p*APS]: AIS = lda, APS = 1 normally, the other way round for a transposed A)
+ * and B (NR columns).  The accumulator starts at zero; the store scales each row by rs[i]
+ * and adds or writes.  Two instances per row count, with the strides as constants. */
+#define DEFINE_TILE(NAME, ROWS, AIS, APS)                                                   \
+    static void NAME##ROWS(int64_t kd, const float *restrict a, int64_t lda,               \
+                           const float *restrict b, int64_t ldb, float *restrict c,          \
+                           int64_t ldc, const float *restrict rs, int accumulate) {          \
         float acc[ROWS][NR];                                                                \
         int64_t p;                                                                          \
         int i, j;                                                                           \
+        (void)lda;                                                                          \
         for (i = 0; i < ROWS; ++i)                                                          \
             for (j = 0; j < NR; ++j) acc[i][j] = 0.0f;                                      \
         for (p = 0; p < kd; ++p) {                                                          \
             const float *restrict bp = b + p * ldb;                                         \
             for (i = 0; i < ROWS; ++i) {                                                    \
-                const float ai = a[i * lda + p];                                            \
+                const float ai = a[i * (AIS) + p * (APS)];                                  \
                 _Pragma("omp simd") for (j = 0; j < NR; ++j) acc[i][j] += ai * bp[j];      \
             }                                                                               \
         }                                                                                   \
@@ -61,42 +64,53 @@
             }                                                                               \
         }                                                                                   \
     }
+#define DEFINE_TILES(ROWS)                                                                  \
+    DEFINE_TILE(tile_nn_, ROWS, lda, 1)                                                     \
+    DEFINE_TILE(tile_tn_, ROWS, 1, lda)
 
-DEFINE_TILE(1)
-DEFINE_TILE(2)
-DEFINE_TILE(3)
-DEFINE_TILE(4)
+DEFINE_TILES(1)
+DEFINE_TILES(2)
+DEFINE_TILES(3)
+DEFINE_TILES(4)
 #if MR >= 5
-DEFINE_TILE(5)
+DEFINE_TILES(5)
 #endif
 #if MR >= 6
-DEFINE_TILE(6)
+DEFINE_TILES(6)
 #endif
 #if MR >= 7
-DEFINE_TILE(7)
+DEFINE_TILES(7)
 #endif
 #if MR >= 8
-DEFINE_TILE(8)
+DEFINE_TILES(8)
 #endif
 
-static void tile(int rows, int64_t kd, const float *a, int64_t lda, const float *b,
+#define TILE_CASE(N)                                                                        \
+    case N:                                                                                 \
+        if (trans)                                                                          \
+            tile_tn_##N(kd, a, lda, b, ldb, c, ldc, rs, accumulate);                        \
+        else                                                                                \
+            tile_nn_##N(kd, a, lda, b, ldb, c, ldc, rs, accumulate);                        \
+        break;
+
+static void tile(int rows, int trans, int64_t kd, const float *a, int64_t lda, const float *b,
                  int64_t ldb, float *c, int64_t ldc, const float *rs, int accumulate) {
     switch (rows) {
-    case 1: tile_1(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
-    case 2: tile_2(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
-    case 3: tile_3(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
-    case 4: tile_4(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+        TILE_CASE(1)
+        TILE_CASE(2)
+        TILE_CASE(3)
+        TILE_CASE(4)
 #if MR >= 5
-    case 5: tile_5(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+        TILE_CASE(5)
 #endif
 #if MR >= 6
-    case 6: tile_6(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+        TILE_CASE(6)
 #endif
 #if MR >= 7
-    case 7: tile_7(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+        TILE_CASE(7)
 #endif
 #if MR >= 8
-    case 8: tile_8(kd, a, lda, b, ldb, c, ldc, rs, accumulate); break;
+        TILE_CASE(8)
 #endif
     default: break;
     }
@@ -118,8 +132,12 @@ static void gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, 
             if ((shape & LLA_OMP_LOWER_B) && lo < j) lo = j;
             if ((shape & LLA_OMP_UPPER_B) && hi > j + NR) hi = j + NR;
             if (lo > hi) lo = hi; /* an empty product: the tile stores zeros (or adds none) */
-            tile(rows, hi - lo, a + i * lda + lo, lda, b + lo * ldb + j, ldb, c + i * ldc + j,
-                 ldc, rs ? rs + i : (const float *)0, accumulate);
+            if (shape & LLA_OMP_TRANS_A) /* A stored kd x m: element (i, p) at a[p*lda + i] */
+                tile(rows, 1, hi - lo, a + lo * lda + i, lda, b + lo * ldb + j, ldb,
+                     c + i * ldc + j, ldc, rs ? rs + i : (const float *)0, accumulate);
+            else
+                tile(rows, 0, hi - lo, a + i * lda + lo, lda, b + lo * ldb + j, ldb,
+                     c + i * ldc + j, ldc, rs ? rs + i : (const float *)0, accumulate);
         }
     }
 }
@@ -178,6 +196,42 @@ static void delta_acc(int64_t n, float *restrict row, float a, float ck, const f
     }
 }
 
+static void coldot_axpy(int64_t K, int64_t n, const float *restrict q, int64_t ldq,
+                        const float *restrict r, int64_t ldr, const float *restrict w,
+                        float *restrict dot, float *restrict y, int64_t ldy) {
+    int64_t k, i;
+    for (k = 0; k < K; ++k) {
+        const float *restrict qk = q + k * ldq, *restrict rk = r + k * ldr;
+        float *restrict yk = y + k * ldy;
+#pragma omp simd
+        for (i = 0; i < n; ++i) {
+            dot[i] += qk[i] * rk[i];
+            yk[i] += w[i] * rk[i];
+        }
+    }
+}
+
+static void scale_rows(int64_t m, int64_t n, const float *restrict w, const float *restrict x,
+                       int64_t ldx, float *restrict y, int64_t ldy) {
+    int64_t i, j;
+    for (i = 0; i < m; ++i) {
+        const float wi = w[i];
+        const float *restrict xi = x + i * ldx;
+        float *restrict yi = y + i * ldy;
+#pragma omp simd
+        for (j = 0; j < n; ++j) yi[j] = wi * xi[j];
+    }
+}
+
 const lla_omp_kernels CAT(lla__omp_kernels_, LLA_OMP_ISA) = {
-    STR(LLA_OMP_ISA), MR, NR, gemm, mul_exp, axpby, decay_acc, delta_acc,
+    .isa = STR(LLA_OMP_ISA),
+    .mr = MR,
+    .nr = NR,
+    .gemm = gemm,
+    .mul_exp = mul_exp,
+    .axpby = axpby,
+    .coldot_axpy = coldot_axpy,
+    .scale_rows = scale_rows,
+    .decay_acc = decay_acc,
+    .delta_acc = delta_acc,
 };

@@ -25,7 +25,8 @@ enum lla_omp_shape {
     LLA_OMP_LOWER_A = 2, /* A lower triangular: row block i reads A columns <= its end    */
     LLA_OMP_UPPER_A = 4, /* A upper triangular: row block i reads A columns >= its start  */
     LLA_OMP_LOWER_B = 8, /* B lower triangular: column tile j reads B rows >= its start   */
-    LLA_OMP_UPPER_B = 16 /* B upper triangular: column tile j reads B rows <= its end     */
+    LLA_OMP_UPPER_B = 16, /* B upper triangular: column tile j reads B rows <= its end    */
+    LLA_OMP_TRANS_A = 32  /* A is given transposed: stored kd x m, lda its row stride      */
 };
 
 typedef struct lla_omp_kernels {
@@ -43,6 +44,13 @@ typedef struct lla_omp_kernels {
     void (*axpby)(int64_t n, float a, float *y, float b, const float *x);
     /* decode rows: row *= a, then y += w row */
     void (*decay_acc)(int64_t n, float *row, float a, float w, float *y);
+    /* columns of K x n tiles (backward reads): for every k and i < n,
+     * dot[i] += q[k][i] r[k][i] and y[k][i] += w[i] r[k][i] */
+    void (*coldot_axpy)(int64_t K, int64_t n, const float *q, int64_t ldq, const float *r,
+                        int64_t ldr, const float *w, float *dot, float *y, int64_t ldy);
+    /* rows: y[i][j] = w[i] x[i][j] for i < m, j < n */
+    void (*scale_rows)(int64_t m, int64_t n, const float *w, const float *x, int64_t ldx,
+                       float *y, int64_t ldy);
     /* decode rows (GDN): row = a (row - ck r), then y += w row */
     void (*delta_acc)(int64_t n, float *row, float a, float ck, const float *r, float w,
                       float *y);
