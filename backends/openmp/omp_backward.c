@@ -55,6 +55,7 @@ typedef struct bwd_tiles {
     float *rt;      /* K x ldC: a set's read gradient, transposed              */
     float *dqt;     /* K x ldC: dq^T (the reads' part)                         */
     float *dq;      /* Cr x ldK: dq (the intra pairs' part)                    */
+    float *qkrows;  /* Cr x ldK: dq / dk as rows, for the stores               */
     float *dkt;     /* K x ldC: dk^T                                           */
     float *dv;      /* Cr x ldV                                                */
     float *dos;     /* Cr x ldV: d_o with scaled rows                          */
@@ -89,6 +90,7 @@ static void layout_tiles(const bwd_ctx *bx, bump *bp, bwd_tiles *bt) {
     bt->rt = (float *)lla__omp_take(bp, kC, sizeof(float));
     bt->dqt = (float *)lla__omp_take(bp, kC, sizeof(float));
     bt->dq = (float *)lla__omp_take(bp, rK, sizeof(float));
+    bt->qkrows = (float *)lla__omp_take(bp, rK, sizeof(float));
     bt->dkt = (float *)lla__omp_take(bp, kC, sizeof(float));
     bt->dv = (float *)lla__omp_take(bp, rV, sizeof(float));
     bt->dos = (float *)lla__omp_take(bp, rV, sizeof(float));
@@ -169,18 +171,6 @@ static void tiles_setup(const bwd_ctx *bx, int tid, bwd_tiles *bt) {
 
 /* ------------------------------------------------------------------ small helpers */
 
-/* dst[c * ldd + r] = src[r * lds + c]: rows x cols, in 8 x 8 blocks. */
-static void transpose(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
-                      int64_t ldd) {
-    int64_t r0, c0, r, c;
-    for (r0 = 0; r0 < rows; r0 += 8)
-        for (c0 = 0; c0 < cols; c0 += 8) {
-            const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < cols ? c0 + 8 : cols;
-            for (r = r0; r < r1; ++r)
-                for (c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
-        }
-}
-
 /* d_o and the keys as rows of the loaded chunk; pass 1 also q^T and d_o^T. */
 static void load_extra(const bwd_ctx *bx, const seq_info *sq, bwd_tiles *bt, const chunk_tiles *ch,
                        int pass) {
@@ -189,10 +179,12 @@ static void load_extra(const bwd_ctx *bx, const seq_info *sq, bwd_tiles *bt, con
     const int64_t t0 = sq->start + (ch->pos_a - sq->p0);
     lla__omp_load_rows(&bx->d_o, sq->tb, t0, ch->rows, sq->h, cx->V, bt->dout, cx->ldV);
     if (pass == 1) {
-        transpose(ch->rows, cx->K, ch->qa, ch->ldq, bt->qt, cx->ldC);
-        transpose(ch->rows, cx->V, bt->dout, cx->ldV, bt->dot, cx->ldC);
+        cx->kern->transpose(ch->rows, cx->K, ch->qa, ch->ldq, bt->qt, cx->ldC);
+        cx->kern->transpose(ch->rows, cx->V, bt->dout, cx->ldV, bt->dot, cx->ldC);
     }
-    if (k->strides[3] == 1) {
+    /* in place when contiguous; pass 1 reads them as a B operand, whole tiles of nr
+     * columns, so there only when K is a multiple of nr */
+    if (k->strides[3] == 1 && (pass == 2 || cx->K % cx->kern->nr == 0)) {
         bt->kra = (const float *)k->data + lla__offset(k, sq->tb, t0, sq->hq, 0);
         bt->ldkr = k->strides[1];
     } else {
@@ -204,30 +196,29 @@ static void load_extra(const bwd_ctx *bx, const seq_info *sq, bwd_tiles *bt, con
 
 /* Adds (or stores) the chunk's dq or dk, given transposed (t: K x rows) plus optionally
  * as rows (r: rows x K): into the thread's group accumulator, or the output tensor (one
- * head per q/k head).  Blocks of 8 rows keep the transposed reads in cache lines. */
-static void put_qk(const bwd_ctx *bx, const seq_info *sq, const chunk_tiles *ch, const float *t,
-                   const float *r, const lla_tensor *out, float *acc, int add) {
+ * head per q/k head). */
+static void put_qk(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq, const chunk_tiles *ch,
+                   const float *t, const float *r, const lla_tensor *out, float *acc, int add) {
     const omp_ctx *cx = &bx->c;
-    const int64_t t0 = sq->start + (ch->pos_a - sq->p0), K = cx->K, ldC = cx->ldC;
-    int64_t i0, i, d0, d;
-    for (i0 = 0; i0 < ch->rows; i0 += 8) {
-        const int64_t i1 = i0 + 8 < ch->rows ? i0 + 8 : ch->rows;
-        for (d0 = 0; d0 < K; d0 += 8) {
-            const int64_t d1 = d0 + 8 < K ? d0 + 8 : K;
-            for (i = i0; i < i1; ++i) {
-                const float *ri = r ? r + i * cx->ldK : NULL;
-                if (acc) {
-                    float *dst = acc + ((sq->tb * cx->p->seqlen + t0 + i) * cx->p->qk_heads + sq->hq) * K;
-                    for (d = d0; d < d1; ++d) dst[d] += t[d * ldC + i] + (ri ? ri[d] : 0.0f);
-                } else {
-                    float *dst = (float *)out->data + lla__offset(out, sq->tb, t0 + i, sq->hq, 0);
-                    const int64_t s3 = out->strides[3];
-                    for (d = d0; d < d1; ++d) {
-                        const float v = t[d * ldC + i] + (ri ? ri[d] : 0.0f);
-                        dst[d * s3] = add ? dst[d * s3] + v : v;
-                    }
-                }
-            }
+    const int64_t t0 = sq->start + (ch->pos_a - sq->p0), K = cx->K;
+    float *rows = bt->qkrows;
+    int64_t i, d;
+    cx->kern->transpose(K, ch->rows, t, cx->ldC, rows, cx->ldK);
+    if (r) cx->kern->axpby(ch->rows * cx->ldK, 1.0f, rows, 1.0f, r);
+    for (i = 0; i < ch->rows; ++i) {
+        const float *src = rows + i * cx->ldK;
+        if (acc) {
+            float *dst = acc + ((sq->tb * cx->p->seqlen + t0 + i) * cx->p->qk_heads + sq->hq) * K;
+            for (d = 0; d < K; ++d) dst[d] += src[d];
+        } else {
+            float *dst = (float *)out->data + lla__offset(out, sq->tb, t0 + i, sq->hq, 0);
+            const int64_t s3 = out->strides[3];
+            if (add)
+                for (d = 0; d < K; ++d) dst[d * s3] += src[d];
+            else if (s3 == 1)
+                memcpy(dst, src, (size_t)K * sizeof(float));
+            else
+                for (d = 0; d < K; ++d) dst[d * s3] = src[d];
         }
     }
 }
@@ -388,14 +379,14 @@ static void pass1(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         }
         lla__omp_prepare_chunk(cx, &bt->t, ch);
         load_extra(bx, sq, bt, ch, 1);
-        transpose(ch->rows, cx->V, ch->va, ch->ldva, bt->vt, cx->ldC);
+        cx->kern->transpose(ch->rows, cx->V, ch->va, ch->ldva, bt->vt, cx->ldC);
         memset(bt->dlam, 0, (size_t)(ch->rows * cx->NL) * sizeof(float));
         memset(bt->dqt, 0, (size_t)(cx->K * cx->ldC) * sizeof(float));
         intra_backward(bx, bt, ch);
         reads_backward(bx, bt, ch, slots, G);
         /* dq (complete), the intra part of dk and dv, dlambda (complete), the row term */
-        put_qk(bx, sq, ch, bt->dqt, bt->dq, &bx->g->dq, bt->acc_dq, 0);
-        put_qk(bx, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 0);
+        put_qk(bx, bt, sq, ch, bt->dqt, bt->dq, &bx->g->dq, bt->acc_dq, 0);
+        put_qk(bx, bt, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 0);
         put_rows(sq, ch, bt->dv, cx->ldV, cx->V, &bx->g->dv, 0);
         put_rows(sq, ch, bt->dlam, cx->NL, cx->NL, &bx->g->dlambda, 0);
         for (i = 0; i < ch->rows; ++i) bt->dl[i] = (float)bt->row[i];
@@ -498,11 +489,10 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
                 ch->va = ch->v;
                 ch->ldva = cx->ldV;
             }
-            for (i = 0; i < rows; ++i) {
-                const float dec = (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[i]);
-                const float *vi = ch->va + i * ch->ldva;
-                for (j = 0; j < cx->V; ++j) bt->vt[j * cx->ldC + i] = dec * vi[j];
-            }
+            for (i = 0; i < rows; ++i)
+                bt->wrow[i] = (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[i]);
+            kn->scale_rows(rows, cx->V, bt->wrow, ch->va, ch->ldva, bt->dos, cx->ldV);
+            kn->transpose(rows, cx->V, bt->dos, cx->ldV, bt->vt, cx->ldC);
         }
         memset(bt->dv, 0, (size_t)(rows * cx->ldV) * sizeof(float));
         memset(bt->dkt, 0, (size_t)(cx->K * cx->ldC) * sizeof(float));
@@ -561,7 +551,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             bt->dl[i] = -s;
         }
         put_rows(sq, ch, bt->dl, 1, 1, &bx->g->dg, 1);
-        put_qk(bx, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 1);
+        put_qk(bx, bt, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 1);
         put_rows(sq, ch, bt->dv, cx->ldV, cx->V, &bx->g->dv, 1);
     }
     /* d_initial: the transpose of the initial move from target p0 - 1 to p0 */

@@ -12,6 +12,10 @@
  */
 #include "omp_kernels.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #ifndef LLA_OMP_ISA
 #define LLA_OMP_ISA generic
 #endif
@@ -223,6 +227,54 @@ static void scale_rows(int64_t m, int64_t n, const float *restrict w, const floa
     }
 }
 
+#if defined(__AVX2__)
+/* 8 x 8 block transpose in registers (the AVX2 build; the loop below elsewhere). */
+static void transpose8x8(const float *src, int64_t lds, float *dst, int64_t ldd) {
+    __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    r0 = _mm256_shuffle_ps(t0, t2, 0x44);
+    r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    r2 = _mm256_shuffle_ps(t1, t3, 0x44);
+    r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    r4 = _mm256_shuffle_ps(t4, t6, 0x44);
+    r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    r6 = _mm256_shuffle_ps(t5, t7, 0x44);
+    r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(r0, r4, 0x20));
+    _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(r1, r5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(r2, r6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(r3, r7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(r0, r4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(r1, r5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(r2, r6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(r3, r7, 0x31));
+}
+#endif
+
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols. */
+static void transpose(int64_t rows, int64_t cols, const float *restrict src, int64_t lds,
+                      float *restrict dst, int64_t ldd) {
+    int64_t r0, c0, r, c;
+    for (r0 = 0; r0 < rows; r0 += 8)
+        for (c0 = 0; c0 < cols; c0 += 8) {
+            const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < cols ? c0 + 8 : cols;
+#if defined(__AVX2__)
+            if (r1 - r0 == 8 && c1 - c0 == 8) {
+                transpose8x8(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+                continue;
+            }
+#endif
+            for (r = r0; r < r1; ++r)
+                for (c = c0; c < c1; ++c) dst[c * ldd + r] = src[r * lds + c];
+        }
+}
+
 const lla_omp_kernels CAT(lla__omp_kernels_, LLA_OMP_ISA) = {
     .isa = STR(LLA_OMP_ISA),
     .mr = MR,
@@ -234,4 +286,5 @@ const lla_omp_kernels CAT(lla__omp_kernels_, LLA_OMP_ISA) = {
     .scale_rows = scale_rows,
     .decay_acc = decay_acc,
     .delta_acc = delta_acc,
+    .transpose = transpose,
 };

@@ -54,6 +54,9 @@ typedef struct lla_omp_kernels {
     /* decode rows (GDN): row = a (row - ck r), then y += w row */
     void (*delta_acc)(int64_t n, float *row, float a, float ck, const float *r, float w,
                       float *y);
+    /* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols */
+    void (*transpose)(int64_t rows, int64_t cols, const float *src, int64_t lds, float *dst,
+                      int64_t ldd);
 } lla_omp_kernels;
 
 extern const lla_omp_kernels lla__omp_kernels_generic;

@@ -170,19 +170,16 @@ void lla__omp_load_chunk(const omp_ctx *cx, const seq_info *sq, chunk_tiles *ch,
             for (d = 0; d < cx->K; ++d) ch->kt[d * cx->ldC + i] = ch->kr[i * cx->ldK + d];
         for (i = 0; i < rows; ++i)
             ch->beta[i] = lla__omp_load_scalar(&x->beta, sq->tb, t0 + i, sq->h);
-    } else { /* transposed in blocks of 8 x 8: rows of kt stay in cache */
+    } else if (x->k.strides[3] == 1) { /* the rows are contiguous: one transpose */
+        cx->kern->transpose(rows, cx->K,
+                            (const float *)x->k.data + lla__offset(&x->k, sq->tb, t0, sq->hq, 0),
+                            x->k.strides[1], ch->kt, cx->ldC);
+    } else {
         const float *base = (const float *)x->k.data;
         const int64_t s3 = x->k.strides[3];
-        int64_t i0, d0;
-        for (i0 = 0; i0 < rows; i0 += 8) {
-            const int64_t i1 = i0 + 8 < rows ? i0 + 8 : rows;
-            for (d0 = 0; d0 < cx->K; d0 += 8) {
-                const int64_t d1 = d0 + 8 < cx->K ? d0 + 8 : cx->K;
-                for (i = i0; i < i1; ++i) {
-                    const float *src = base + lla__offset(&x->k, sq->tb, t0 + i, sq->hq, 0);
-                    for (d = d0; d < d1; ++d) ch->kt[d * cx->ldC + i] = src[d * s3];
-                }
-            }
+        for (i = 0; i < rows; ++i) {
+            const float *src = base + lla__offset(&x->k, sq->tb, t0 + i, sq->hq, 0);
+            for (d = 0; d < cx->K; ++d) ch->kt[d * cx->ldC + i] = src[d * s3];
         }
     }
     if (x->v.strides[3] == 1 && cx->V % cx->kern->nr == 0) {
