@@ -372,11 +372,6 @@ static void pass1(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         const int64_t pos_e = (c + 1) * cx->C < end_pos ? (c + 1) * cx->C : end_pos;
         const int last = c == c_last;
         lla__omp_load_chunk(cx, sq, ch, pos_a, pos_e - pos_a, 0);
-        if (!last) {
-            const int64_t n2 = (c + 2) * cx->C < end_pos ? cx->C : end_pos - pos_e;
-            lla__omp_prefetch_chunk(cx, sq, pos_e, n2);
-            lla__omp_prefetch_rows(&bx->d_o, sq->tb, sq->start + (pos_e - sq->p0), n2, sq->h, cx->V);
-        }
         lla__omp_prepare_chunk(cx, &bt->t, ch);
         load_extra(bx, sq, bt, ch, 1);
         cx->kern->transpose(ch->rows, cx->V, ch->va, ch->ldva, bt->vt, cx->ldC);
@@ -404,12 +399,8 @@ static void pass1(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
 
 /* ------------------------------------------------------------------ pass 2 */
 
-static void scaled_copy(int64_t n, float *dst, float f, const float *src) {
-    int64_t i;
-    for (i = 0; i < n; ++i) dst[i] = f * src[i];
-}
-
-/* dk^T[:, i:e] += D vs^T[:, i:e].  Products write whole register tiles of columns, and
+/* dk^T[:, i:e] += diag(rs) D vs^T[:, i:e] (rs = bt->t.rs, K entries).  Products write whole
+ * register tiles of columns, and
  * the columns past e belong to other runs: unless the run ends the chunk and starts on a
  * tile boundary, it goes through scratch tiles (columns from 0). */
 static void dkt_columns(const omp_ctx *cx, bwd_tiles *bt, const float *D, int64_t i, int64_t e,
@@ -417,13 +408,13 @@ static void dkt_columns(const omp_ctx *cx, bwd_tiles *bt, const float *D, int64_
     const lla_omp_kernels *kn = cx->kern;
     int64_t k, j;
     if (i % kn->nr == 0 && e == rows) {
-        kn->gemm(cx->K, e - i, cx->V, D, cx->ldV, bt->vt + i, cx->ldC, bt->dkt + i, cx->ldC, NULL,
-                 1, LLA_OMP_FULL);
+        kn->gemm(cx->K, e - i, cx->V, D, cx->ldV, bt->vt + i, cx->ldC, bt->dkt + i, cx->ldC,
+                 bt->t.rs, 1, LLA_OMP_FULL);
         return;
     }
     for (k = 0; k < cx->V; ++k)
         for (j = i; j < e; ++j) bt->dots[k * cx->ldC + j - i] = bt->vt[k * cx->ldC + j];
-    kn->gemm(cx->K, e - i, cx->V, D, cx->ldV, bt->dots, cx->ldC, bt->rt, cx->ldC, NULL, 0,
+    kn->gemm(cx->K, e - i, cx->V, D, cx->ldV, bt->dots, cx->ldC, bt->rt, cx->ldC, bt->t.rs, 0,
              LLA_OMP_FULL);
     for (k = 0; k < cx->K; ++k)
         for (j = i; j < e; ++j) bt->dkt[k * cx->ldC + j] += bt->rt[k * cx->ldC + j - i];
@@ -446,6 +437,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
     const int64_t KV = cx->K * cx->V, end_pos = sq->p0 + sq->n;
     const int64_t c_first = sq->p0 / cx->C, c_last = (end_pos - 1) / cx->C;
     float *de = bt->de;
+    float dfac[64]; /* true dE_l = dfac[l] * de_l: the cascade's decay costs no pass */
     uint64_t live = 0;
     int64_t c, i, j;
     int l;
@@ -461,6 +453,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             for (i = 0; i < cx->K; ++i)
                 memcpy(de + l * cx->set_floats + i * cx->ldV, df + l * KV + i * cx->V,
                        (size_t)cx->V * sizeof(float));
+            dfac[l] = 1.0f;
             live |= (uint64_t)1 << l;
         }
     }
@@ -472,11 +465,6 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         uint64_t now;
         float decay;
         lla__omp_load_chunk(cx, sq, ch, pos_a, rows, 1); /* q, gates, lambda */
-        if (c > c_first) { /* the previous chunk's inputs, next in this reverse sweep */
-            const int64_t a0 = (c - 1) * cx->C > sq->p0 ? (c - 1) * cx->C : sq->p0;
-            lla__omp_prefetch_chunk(cx, sq, a0, pos_a - a0);
-            lla__omp_prefetch_rows(&bx->d_o, sq->tb, sq->start + (a0 - sq->p0), pos_a - a0, sq->h, cx->V);
-        }
         load_extra(bx, sq, bt, ch, 2);
         {   /* the values (rows) and vs^T = (e^{G - gc} v)^T */
             const lla_tensor *v = &cx->x->v;
@@ -504,9 +492,10 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             if ((live >> dst) & 1u) {
                 const float *D = de + dst * cx->set_floats;
                 for (j = i; j < e; ++j)
-                    bt->t.rs[j - i] = (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[j]);
+                    bt->t.rs[j - i] = dfac[dst] * (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[j]);
                 kn->gemm(e - i, cx->V, cx->K, bt->kra + i * bt->ldkr, bt->ldkr, D, cx->ldV,
                          bt->dv + i * cx->ldV, cx->ldV, bt->t.rs, 1, LLA_OMP_FULL);
+                for (j = 0; j < cx->K; ++j) bt->t.rs[j] = dfac[dst];
                 dkt_columns(cx, bt, D, i, e, rows);
             }
             i = e;
@@ -522,8 +511,10 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
                 if (!((now >> l) & 1u)) continue;
                 to = lla__omp_level(cx->hier, target, lla__omp_level_start(cx->hier, l, pos_a));
                 if ((live >> to) & 1u) {
-                    scaled_copy(cx->set_floats, de + l * cx->set_floats, decay,
-                                de + to * cx->set_floats);
+                    if (to != l)
+                        memcpy(de + l * cx->set_floats, de + to * cx->set_floats,
+                               (size_t)cx->set_floats * sizeof(float));
+                    dfac[l] = dfac[to] * decay;
                     next |= (uint64_t)1 << l;
                 }
             }
@@ -540,7 +531,8 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             }
             kn->scale_rows(rows, cx->V, bt->wrow, bt->dout, cx->ldV, bt->dos, cx->ldV);
             kn->gemm(cx->K, cx->V, rows, ch->qa, ch->ldq, bt->dos, cx->ldV, D, cx->ldV, NULL,
-                     (int)((live >> l) & 1u), LLA_OMP_TRANS_A);
+                     ((live >> l) & 1u) ? dfac[l] : 0.0f, LLA_OMP_TRANS_A);
+            dfac[l] = 1.0f;
             live |= (uint64_t)1 << l;
         }
         /* the writes' part of the gate term: dG_j -= v_j . dv_j(writes) */
@@ -571,8 +563,8 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
                 continue;
             }
             for (i = 0; i < cx->K; ++i)
-                memcpy(d + i * cx->V, de + to * cx->set_floats + i * cx->ldV,
-                       (size_t)cx->V * sizeof(float));
+                for (j = 0; j < cx->V; ++j)
+                    d[i * cx->V + j] = dfac[to] * de[to * cx->set_floats + i * cx->ldV + j];
         }
     }
 }

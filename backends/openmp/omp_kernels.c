@@ -44,7 +44,7 @@
 #define DEFINE_TILE(NAME, ROWS, AIS, APS)                                                   \
     static void NAME##ROWS(int64_t kd, const float *restrict a, int64_t lda,               \
                            const float *restrict b, int64_t ldb, float *restrict c,          \
-                           int64_t ldc, const float *restrict rs, int accumulate) {          \
+                           int64_t ldc, const float *restrict rs, float beta) {              \
         float acc[ROWS][NR];                                                                \
         int64_t p;                                                                          \
         int i, j;                                                                           \
@@ -61,10 +61,12 @@
         for (i = 0; i < ROWS; ++i) {                                                        \
             const float s = rs ? rs[i] : 1.0f;                                              \
             float *restrict ci = c + i * ldc;                                               \
-            if (accumulate) {                                                               \
+            if (beta == 0.0f) { /* C may hold anything: never read it */                    \
+                _Pragma("omp simd") for (j = 0; j < NR; ++j) ci[j] = s * acc[i][j];        \
+            } else if (beta == 1.0f) {                                                      \
                 _Pragma("omp simd") for (j = 0; j < NR; ++j) ci[j] += s * acc[i][j];       \
             } else {                                                                        \
-                _Pragma("omp simd") for (j = 0; j < NR; ++j) ci[j] = s * acc[i][j];        \
+                _Pragma("omp simd") for (j = 0; j < NR; ++j) ci[j] = beta * ci[j] + s * acc[i][j]; \
             }                                                                               \
         }                                                                                   \
     }
@@ -92,13 +94,13 @@ DEFINE_TILES(8)
 #define TILE_CASE(N)                                                                        \
     case N:                                                                                 \
         if (trans)                                                                          \
-            tile_tn_##N(kd, a, lda, b, ldb, c, ldc, rs, accumulate);                        \
+            tile_tn_##N(kd, a, lda, b, ldb, c, ldc, rs, beta);                              \
         else                                                                                \
-            tile_nn_##N(kd, a, lda, b, ldb, c, ldc, rs, accumulate);                        \
+            tile_nn_##N(kd, a, lda, b, ldb, c, ldc, rs, beta);                              \
         break;
 
 static void tile(int rows, int trans, int64_t kd, const float *a, int64_t lda, const float *b,
-                 int64_t ldb, float *c, int64_t ldc, const float *rs, int accumulate) {
+                 int64_t ldb, float *c, int64_t ldc, const float *rs, float beta) {
     switch (rows) {
         TILE_CASE(1)
         TILE_CASE(2)
@@ -121,8 +123,7 @@ static void tile(int rows, int trans, int64_t kd, const float *a, int64_t lda, c
 }
 
 static void gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, const float *b,
-                 int64_t ldb, float *c, int64_t ldc, const float *rs, int accumulate,
-                 int shape) {
+                 int64_t ldb, float *c, int64_t ldc, const float *rs, float beta, int shape) {
     int64_t i, j;
     for (i = 0; i < m; i += MR) {
         const int rows = m - i < MR ? (int)(m - i) : MR;
@@ -138,10 +139,10 @@ static void gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, 
             if (lo > hi) lo = hi; /* an empty product: the tile stores zeros (or adds none) */
             if (shape & LLA_OMP_TRANS_A) /* A stored kd x m: element (i, p) at a[p*lda + i] */
                 tile(rows, 1, hi - lo, a + lo * lda + i, lda, b + lo * ldb + j, ldb,
-                     c + i * ldc + j, ldc, rs ? rs + i : (const float *)0, accumulate);
+                     c + i * ldc + j, ldc, rs ? rs + i : (const float *)0, beta);
             else
                 tile(rows, 0, hi - lo, a + i * lda + lo, lda, b + lo * ldb + j, ldb,
-                     c + i * ldc + j, ldc, rs ? rs + i : (const float *)0, accumulate);
+                     c + i * ldc + j, ldc, rs ? rs + i : (const float *)0, beta);
         }
     }
 }

@@ -32,12 +32,12 @@ enum lla_omp_shape {
 typedef struct lla_omp_kernels {
     const char *isa; /* "generic", "avx2", "avx512" */
     int mr, nr;      /* register tile rows x columns */
-    /* C[m x n] = (accumulate ? C : 0) + diag(rs) * (A[m x kd] B[kd x n]); rs may be NULL
-     * (all ones).  A, B, C row-major with leading dimensions lda, ldb, ldc.  Columns are
+    /* C[m x n] = beta C + diag(rs) * (A[m x kd] B[kd x n]); rs may be NULL (all ones);
+     * with beta 0, C is only written (it may hold anything before).  A, B, C row-major with leading dimensions lda, ldb, ldc.  Columns are
      * computed in whole tiles of nr: B and C must have round_up(n, nr) columns (padding).
      * With LLA_OMP_LOWER_C, tiles wholly above the diagonal are not written. */
     void (*gemm)(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, const float *b,
-                 int64_t ldb, float *c, int64_t ldc, const float *rs, int accumulate, int shape);
+                 int64_t ldb, float *c, int64_t ldc, const float *rs, float beta, int shape);
     /* x[i] *= f * exp(g0 - gs[i]) for i < n; every g0 - gs[i] must be <= ~0 (decays). */
     void (*mul_exp)(int64_t n, float *x, float f, double g0, const double *gs);
     /* y[i] = a * y[i] + b * x[i] */

@@ -108,33 +108,6 @@ void lla__omp_load_rows(const lla_tensor *x, int64_t tb, int64_t t0, int64_t row
     }
 }
 
-void lla__omp_prefetch_rows(const lla_tensor *x, int64_t tb, int64_t t0, int64_t rows,
-                            int64_t head, int64_t D) {
-#if defined(__GNUC__)
-    const float *base = (const float *)x->data;
-    int64_t i, d;
-    if (x->strides[3] != 1) return;
-    for (i = 0; i < rows; ++i) {
-        const float *src = base + lla__offset(x, tb, t0 + i, head, 0);
-        for (d = 0; d < D; d += 16) __builtin_prefetch(src + d, 0, 3);
-    }
-#else
-    (void)x, (void)tb, (void)t0, (void)rows, (void)head, (void)D;
-#endif
-}
-
-/* The inputs of tokens [pos_a, pos_a + rows) of the sequence into the caches, ahead of
- * their chunk (the loads of a chunk otherwise wait on memory). */
-void lla__omp_prefetch_chunk(const omp_ctx *cx, const seq_info *sq, int64_t pos_a, int64_t rows) {
-    const lla_inputs *x = cx->x;
-    const int64_t t0 = sq->start + (pos_a - sq->p0);
-    if (pos_a < sq->p0 || pos_a + rows > sq->p0 + sq->n || rows <= 0) return;
-    lla__omp_prefetch_rows(&x->q, sq->tb, t0, rows, sq->hq, cx->K);
-    lla__omp_prefetch_rows(&x->k, sq->tb, t0, rows, sq->hq, cx->K);
-    lla__omp_prefetch_rows(&x->v, sq->tb, t0, rows, sq->h, cx->V);
-    if (!cx->unit_lambda) lla__omp_prefetch_rows(&x->lambda, sq->tb, t0, rows, sq->h, cx->NL);
-}
-
 float lla__omp_load_scalar(const lla_tensor *x, int64_t tb, int64_t t, int64_t h) {
     return ((const float *)x->data)[lla__offset(x, tb, t, h, 0)];
 }
