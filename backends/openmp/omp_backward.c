@@ -48,7 +48,9 @@ typedef struct bwd_tiles {
     const float *kra; /* keys as read: kr or the input rows                  */
     int64_t ldkr;
     float *qt;      /* K x ldC: q^T                                            */
-    float *dout;    /* Cr x ldV: d_o                                           */
+    float *dout;    /* Cr x ldV: d_o (a copy when not contiguous)              */
+    const float *doa; /* d_o as read: dout or the input rows                 */
+    int64_t lddo;
     float *dot;     /* V x ldC: d_o^T                                          */
     float *dots;    /* V x ldC: d_o^T with scaled columns                      */
     float *vt;      /* V x ldC: v^T (Mamba-2 pass 1) or vs^T (pass 2)          */
@@ -177,10 +179,17 @@ static void load_extra(const bwd_ctx *bx, const seq_info *sq, bwd_tiles *bt, con
     const omp_ctx *cx = &bx->c;
     const lla_tensor *k = &cx->x->k;
     const int64_t t0 = sq->start + (ch->pos_a - sq->p0);
-    lla__omp_load_rows(&bx->d_o, sq->tb, t0, ch->rows, sq->h, cx->V, bt->dout, cx->ldV);
+    if (bx->d_o.strides[3] == 1 && cx->V % cx->kern->nr == 0) { /* a B operand: whole tiles */
+        bt->doa = (const float *)bx->d_o.data + lla__offset(&bx->d_o, sq->tb, t0, sq->h, 0);
+        bt->lddo = bx->d_o.strides[1];
+    } else {
+        lla__omp_load_rows(&bx->d_o, sq->tb, t0, ch->rows, sq->h, cx->V, bt->dout, cx->ldV);
+        bt->doa = bt->dout;
+        bt->lddo = cx->ldV;
+    }
     if (pass == 1) {
         cx->kern->transpose(ch->rows, cx->K, ch->qa, ch->ldq, bt->qt, cx->ldC);
-        cx->kern->transpose(ch->rows, cx->V, bt->dout, cx->ldV, bt->dot, cx->ldC);
+        cx->kern->transpose(ch->rows, cx->V, bt->doa, bt->lddo, bt->dot, cx->ldC);
     }
     /* in place when contiguous; pass 1 reads them as a B operand, whole tiles of nr
      * columns, so there only when K is a multiple of nr */
@@ -250,7 +259,7 @@ static void intra_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
     float *S = bt->t.s, *dA = bt->t.s2;
     int64_t i, j;
     kn->gemm(rows, rows, cx->K, ch->qa, ch->ldq, ch->kt, ldC, S, ldC, NULL, 0, LLA_OMP_LOWER_C);
-    kn->gemm(rows, rows, cx->V, bt->dout, cx->ldV, bt->vt, ldC, dA, ldC, NULL, 0, LLA_OMP_LOWER_C);
+    kn->gemm(rows, rows, cx->V, bt->doa, bt->lddo, bt->vt, ldC, dA, ldC, NULL, 0, LLA_OMP_LOWER_C);
     for (j = 0; j < rows; ++j) bt->col[j] = 0.0f;
     for (i = 0; i < rows; ++i) {
         float *srow = S + i * ldC, *drow = dA + i * ldC, *e = bt->erow, *w = bt->wrow;
@@ -289,7 +298,7 @@ static void intra_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
     }
     for (i = 0; i < rows; ++i) bt->row[i] -= bt->col[i];
     /* dv = A^T d_o  (A read transposed; A^T upper triangular) */
-    kn->gemm(rows, cx->V, rows, S, ldC, bt->dout, cx->ldV, bt->dv, cx->ldV, NULL, 0,
+    kn->gemm(rows, cx->V, rows, S, ldC, bt->doa, bt->lddo, bt->dv, cx->ldV, NULL, 0,
              LLA_OMP_TRANS_A | LLA_OMP_UPPER_A);
     /* dk^T = Q^T Z  (q read transposed; Z lower triangular) */
     kn->gemm(cx->K, rows, rows, ch->qa, ch->ldq, dA, ldC, bt->dkt, ldC, NULL, 0,
@@ -529,7 +538,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
                 const int lev = lla__omp_level(cx->hier, pos_a + i, lo);
                 bt->wrow[i] = cx->scale * ch->e[i] * (cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev]);
             }
-            kn->scale_rows(rows, cx->V, bt->wrow, bt->dout, cx->ldV, bt->dos, cx->ldV);
+            kn->scale_rows(rows, cx->V, bt->wrow, bt->doa, bt->lddo, bt->dos, cx->ldV);
             kn->gemm(cx->K, cx->V, rows, ch->qa, ch->ldq, bt->dos, cx->ldV, D, cx->ldV, NULL,
                      ((live >> l) & 1u) ? dfac[l] : 0.0f, LLA_OMP_TRANS_A);
             dfac[l] = 1.0f;
