@@ -381,6 +381,11 @@ static void pass1(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         const int64_t pos_e = (c + 1) * cx->C < end_pos ? (c + 1) * cx->C : end_pos;
         const int last = c == c_last;
         lla__omp_load_chunk(cx, sq, ch, pos_a, pos_e - pos_a, 0);
+        if (!last) {
+            const int64_t n2 = (c + 2) * cx->C < end_pos ? cx->C : end_pos - pos_e;
+            lla__omp_prefetch_rows(&cx->x->v, sq, pos_e, n2, cx->V);
+            lla__omp_prefetch_rows(&bx->d_o, sq, pos_e, n2, cx->V);
+        }
         lla__omp_prepare_chunk(cx, &bt->t, ch);
         load_extra(bx, sq, bt, ch, 1);
         cx->kern->transpose(ch->rows, cx->V, ch->va, ch->ldva, bt->vt, cx->ldC);
@@ -474,6 +479,11 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         uint64_t now;
         float decay;
         lla__omp_load_chunk(cx, sq, ch, pos_a, rows, 1); /* q, gates, lambda */
+        if (c > c_first) { /* the previous chunk is next in this reverse sweep */
+            const int64_t a0 = (c - 1) * cx->C > sq->p0 ? (c - 1) * cx->C : sq->p0;
+            lla__omp_prefetch_rows(&cx->x->v, sq, a0, pos_a - a0, cx->V);
+            lla__omp_prefetch_rows(&bx->d_o, sq, a0, pos_a - a0, cx->V);
+        }
         load_extra(bx, sq, bt, ch, 2);
         {   /* the values (rows) and vs^T = (e^{G - gc} v)^T */
             const lla_tensor *v = &cx->x->v;

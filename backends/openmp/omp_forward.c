@@ -389,6 +389,8 @@ static void phase1(const omp_ctx *cx, thread_tiles *tl, int64_t task) {
         const int64_t pos_e = (c + 1) * cx->C < end_pos ? (c + 1) * cx->C : end_pos;
         chunk_tiles *t;
         lla__omp_load_chunk(cx, &sq, cur, pos_a, pos_e - pos_a, 0);
+        lla__omp_prefetch_rows(&cx->x->v, &sq, pos_e,
+                               (c + 2) * cx->C < end_pos ? cx->C : end_pos - pos_e, cx->V);
         lla__omp_prepare_chunk(cx, tl, cur);
         output_rows(cx, &sq, tl, cur);
         intra(cx, tl, cur);

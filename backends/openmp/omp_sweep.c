@@ -108,6 +108,23 @@ void lla__omp_load_rows(const lla_tensor *x, int64_t tb, int64_t t0, int64_t row
     }
 }
 
+/* Rows [pos_a, pos_a + rows) of a per-head [B,T,H,D] input (values, d_o) into the caches
+ * ahead of their chunk: they are read with a large stride (heads x D), which the hardware
+ * prefetcher follows poorly. */
+void lla__omp_prefetch_rows(const lla_tensor *x, const seq_info *sq, int64_t pos_a, int64_t rows,
+                            int64_t D) {
+#if defined(__GNUC__)
+    const float *p;
+    int64_t i, d;
+    if (x->strides[3] != 1 || rows <= 0 || pos_a + rows > sq->p0 + sq->n) return;
+    p = (const float *)x->data + lla__offset(x, sq->tb, sq->start + (pos_a - sq->p0), sq->h, 0);
+    for (i = 0; i < rows; ++i, p += x->strides[1])
+        for (d = 0; d < D; d += 16) __builtin_prefetch(p + d, 0, 3);
+#else
+    (void)x, (void)sq, (void)pos_a, (void)rows, (void)D;
+#endif
+}
+
 float lla__omp_load_scalar(const lla_tensor *x, int64_t tb, int64_t t, int64_t h) {
     return ((const float *)x->data)[lla__offset(x, tb, t, h, 0)];
 }

@@ -115,6 +115,9 @@ void lla__omp_init_sets(const omp_ctx *cx, omp_set *slots, float *pool);
 void lla__omp_load_rows(const lla_tensor *x, int64_t tb, int64_t t0, int64_t rows, int64_t head,
                         int64_t D, float *dst, int64_t ld);
 
+void lla__omp_prefetch_rows(const lla_tensor *x, const seq_info *sq, int64_t pos_a, int64_t rows,
+                            int64_t D);
+
 float lla__omp_load_scalar(const lla_tensor *x, int64_t tb, int64_t t, int64_t h);
 
 /* Tokens [pos_a, pos_a + rows) of the sequence; queries only (phase 3) or everything. */
