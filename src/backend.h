@@ -55,6 +55,11 @@ typedef struct lla_backend_ops {
     lla_status (*mem_zero)(lla_backend *self, void *dst, size_t bytes);
     lla_status (*synchronize)(lla_backend *self);
     lla_status (*set_threads)(lla_backend *self, int threads);
+
+    /* Optional: should "auto" pick this usable backend?  LLA_OK, or a status with the
+     * reason in why (e.g. OpenCL with only CPU devices, where openmp is the better CPU
+     * path).  NULL: yes.  Explicit selection by name is not affected. */
+    lla_status (*auto_pick)(char *why, size_t why_len);
 } lla_backend_ops;
 
 struct lla_backend {

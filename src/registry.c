@@ -99,13 +99,15 @@ static int auto_index(char *why, size_t len) {
     for (i = 0; i < BACKEND_COUNT; ++i) {
         char reason[160];
         int devices = 0;
-        if (backend_table[i]->probe(reason, sizeof reason, &devices) == LLA_OK) {
-            lla__snprintf(why + pos, pos < len ? len - pos : 0, "%s%s: %s", pos ? "; chose " : "chose ",
+        if (backend_table[i]->probe(reason, sizeof reason, &devices) == LLA_OK &&
+            (!backend_table[i]->auto_pick ||
+             backend_table[i]->auto_pick(reason, sizeof reason) == LLA_OK)) {
+            lla__snprintf(why + pos, pos < len ? len - pos : 0, "%s%s: %s", "chose ",
                           backend_table[i]->name, reason);
             return i;
         }
         pos += (size_t)lla__snprintf(why + pos, pos < len ? len - pos : 0,
-                                     "%s not usable (%s); ", backend_table[i]->name, reason);
+                                     "%s not chosen (%s); ", backend_table[i]->name, reason);
         if (pos >= len) pos = len;
     }
     return BACKEND_COUNT - 1; /* scalar always probes OK; not reached */

@@ -70,4 +70,5 @@ const lla_backend_ops lla_scalar_ops = {
     /* memory_kind        */ LLA_MEMORY_HOST,
     /* mem_alloc .. set_threads: host defaults */
     NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    /* auto_pick          */ NULL,
 };
