@@ -107,9 +107,14 @@ static lla_status omp_set_threads(lla_backend *self, int threads) {
 /* float32 here (GDN backward: scalar); anything else is the scalar backend's business. */
 static lla_status omp_supports(lla_backend *self, const lla_problem *p, lla_dtype dtype,
                                lla_op op) {
+    lla_status st;
     if (dtype == LLA_DTYPE_F32 && (op != LLA_OP_BACKWARD || p->variant == LLA_VARIANT_MAMBA2))
         return LLA_OK;
-    return lla_scalar_ops.supports ? lla_scalar_ops.supports(self, p, dtype, op) : LLA_OK;
+    st = lla_scalar_ops.supports ? lla_scalar_ops.supports(self, p, dtype, op) : LLA_OK;
+    if (st != LLA_OK)
+        return lla__set_error(st, "openmp: %s tensors are not supported (f32 here, f64 through "
+                                  "the scalar reference)", lla_dtype_name(dtype));
+    return LLA_OK;
 }
 
 /* Once per handle (benign race: at worst a second line). */
@@ -200,4 +205,5 @@ const lla_backend_ops lla_openmp_ops = {
     /* mem_alloc .. synchronize: host defaults */
     NULL, NULL, NULL, NULL, NULL, NULL,
     /* set_threads        */ omp_set_threads,
+    /* auto_pick          */ NULL, /* always a good CPU choice */
 };
