@@ -21,7 +21,8 @@
  *                           without states, and from the prefilled state with a random
  *                           d_final: d_initial too, also with d_initial == d_final
  * Every call: outputs in buffers with guard bytes and padding between elements (all must
- * stay untouched), the workspace poisoned twice (NaN bytes, then a large finite pattern)
+ * stay untouched; a backend with device memory gets byte-exact device copies of every
+ * buffer, downloaded back before the checks), the workspace poisoned twice (NaN bytes, then a large finite pattern)
  * with bit-identical outputs required, guard bytes after the workspace, initial states
  * unchanged.  An operation is skipped only when lla_backend_supports says unsupported,
  * and the skip is printed.
@@ -198,20 +199,113 @@ typedef struct gstate {
     size_t bytes;
 } gstate;
 
-static gstate state_new(lla_backend *be, const lla_problem *p) {
+/* States live in host memory here (a device backend works on a mirror of them, below). */
+static lla_backend *g_host; /* the scalar backend: initializes host states */
+
+static gstate state_new(const lla_problem *p) {
     gstate g;
     assert_int_equal(lla_state_bytes(p, LLA_DTYPE_F32, &g.bytes), LLA_OK);
     g.raw = (unsigned char *)malloc(g.bytes + GUARD);
     assert_non_null(g.raw);
     memset(g.raw, FILL, g.bytes + GUARD);
-    assert_int_equal(lla_state_init(be, p, LLA_DTYPE_F32, g.raw, g.bytes, &g.s), LLA_OK);
+    assert_int_equal(lla_state_init(g_host, p, LLA_DTYPE_F32, g.raw, g.bytes, &g.s), LLA_OK);
     return g;
 }
 
-static gstate state_clone(lla_backend *be, const lla_problem *p, const gstate *src) {
-    gstate g = state_new(be, p);
+static gstate state_clone(const lla_problem *p, const gstate *src) {
+    gstate g = state_new(p);
     memcpy(g.raw, src->raw, g.bytes);
     return g;
+}
+
+/* ------------------------------------------------------------------ device mirrors */
+
+/* A backend with device memory (LLA_MEMORY_DEVICE: opencl, cuda) works on device copies of
+ * the host buffers: each is allocated with lla_malloc and uploaded byte for byte (guards,
+ * padding and poison included), and downloaded back after the call, so every check below
+ * runs on what the device wrote.  For host backends the mirror is the buffer itself. */
+typedef struct mirror {
+    lla_backend *be;
+    int device;
+    int n;
+    struct {
+        unsigned char *host;
+        void *dev;
+        size_t bytes;
+    } e[64];
+} mirror;
+
+static void mirror_init(mirror *m, lla_backend *be) {
+    m->be = be;
+    m->device = lla_backend_memory_kind(be) == LLA_MEMORY_DEVICE;
+    m->n = 0;
+}
+
+/* The device copy of host[0, bytes), uploaded now (again, if it exists). */
+static void *mirror_put(mirror *m, void *host, size_t bytes) {
+    int i;
+    if (!m->device || !host) return host;
+    for (i = 0; i < m->n; ++i)
+        if (m->e[i].host == (unsigned char *)host) break;
+    if (i == m->n) {
+        if (m->n == 64) fail_msg("mirror: too many buffers");
+        m->e[i].host = (unsigned char *)host;
+        m->e[i].bytes = bytes;
+        if (lla_malloc(m->be, bytes ? bytes : 1, &m->e[i].dev) != LLA_OK)
+            fail_msg("lla_malloc(%lu) on %s: %s", (unsigned long)bytes, lla_backend_name(m->be),
+                     lla_last_error());
+        m->n++;
+    }
+    if (bytes && lla_upload(m->be, m->e[i].dev, host, bytes) != LLA_OK)
+        fail_msg("lla_upload: %s", lla_last_error());
+    return m->e[i].dev;
+}
+
+/* A tensor whose data lies in host[0, bytes), moved to the device copy. */
+static lla_tensor mirror_tensor(mirror *m, lla_tensor t, void *host, size_t bytes) {
+    unsigned char *dev = (unsigned char *)mirror_put(m, host, bytes);
+    t.data = dev + ((unsigned char *)t.data - (unsigned char *)host);
+    return t;
+}
+
+/* Inputs made by td_create: every tensor starts its own buffer of Bt * strides[0] elements. */
+static lla_inputs mirror_inputs(mirror *m, const lla_problem *p, const lla_inputs *x) {
+    lla_inputs y = *x;
+    lla_tensor *ts[6];
+    int i;
+    const size_t bt = (size_t)td_tensor_batch(p);
+    ts[0] = &y.q, ts[1] = &y.k, ts[2] = &y.v, ts[3] = &y.g, ts[4] = &y.lambda, ts[5] = &y.beta;
+    for (i = 0; i < 6; ++i)
+        *ts[i] = mirror_tensor(m, *ts[i], ts[i]->data,
+                               bt * (size_t)ts[i]->strides[0] * lla_dtype_size(ts[i]->dtype));
+    return y;
+}
+
+static lla_tensor mirror_gbuf(mirror *m, gbuf *g) {
+    return mirror_tensor(m, g->t, g->raw, g->body + 2 * GUARD);
+}
+
+/* The state descriptor of a host state, on the device copy of its block (+ guard). */
+static lla_state mirror_state(mirror *m, gstate *g) {
+    lla_state s = g->s;
+    s.memory = mirror_put(m, g->raw, g->bytes + GUARD);
+    return s;
+}
+
+/* Downloads everything back into the host buffers. */
+static void mirror_get_all(mirror *m) {
+    int i;
+    if (!m->device) return;
+    if (lla_synchronize(m->be) != LLA_OK) fail_msg("lla_synchronize: %s", lla_last_error());
+    for (i = 0; i < m->n; ++i)
+        if (m->e[i].bytes && lla_download(m->be, m->e[i].host, m->e[i].dev, m->e[i].bytes) != LLA_OK)
+            fail_msg("lla_download: %s", lla_last_error());
+}
+
+static void mirror_free(mirror *m) {
+    int i;
+    for (i = 0; i < m->n; ++i) lla_free(m->be, m->e[i].dev);
+    m->n = 0;
 }
 
 static void state_check_guard(const gstate *g, const char *what) {
@@ -258,19 +352,32 @@ static void check_err(const char *label, const char *what, double err, double to
     if (!(err <= tol)) fail_msg("%s: %s rel err %g > %g", label, what, err, tol);
 }
 
-/* lla_forward with a poisoned, guarded workspace of exactly the queried size. */
+/* lla_forward with a poisoned, guarded workspace of exactly the queried size; every buffer
+ * through the backend's mirror (host buffers are updated on return). */
 static lla_status forward_poisoned(lla_backend *be, const lla_problem *p, const lla_inputs *x,
-                                   lla_tensor o, const lla_state *init, lla_state *fin, int poison,
+                                   gbuf *o, gstate *init, gstate *fin, int poison,
                                    const char *label) {
     size_t ws = 0, i;
     unsigned char *w;
     lla_status st;
+    mirror m;
+    lla_inputs xd;
+    lla_state si, sf;
+    void *wd;
     assert_int_equal(lla_forward_workspace(be, p, LLA_DTYPE_F32, &ws), LLA_OK);
     w = (unsigned char *)malloc(ws + GUARD);
     assert_non_null(w);
     memset(w, poison, ws);
     memset(w + ws, FILL, GUARD);
-    st = lla_forward(be, p, x, o, init, fin, ws ? w : NULL, ws);
+    mirror_init(&m, be);
+    xd = mirror_inputs(&m, p, x);
+    if (init) si = mirror_state(&m, init);
+    if (fin) sf = mirror_state(&m, fin); /* the same device block when fin == init */
+    wd = mirror_put(&m, w, ws + GUARD);
+    st = lla_forward(be, p, &xd, mirror_gbuf(&m, o), init ? &si : NULL, fin ? &sf : NULL,
+                     ws ? wd : NULL, ws);
+    mirror_get_all(&m);
+    mirror_free(&m);
     for (i = 0; i < GUARD; ++i)
         if (w[ws + i] != FILL) {
             free(w);
@@ -361,10 +468,10 @@ static void case_free(casedata *cd) {
 
 /* The history prefilled by scalar: the initial state both backends start from. */
 static gstate prefill(lla_backend *sc, const casedata *cd) {
-    gstate s = state_new(sc, &cd->p);
+    gstate s = state_new(&cd->p);
     int64_t bt = td_tensor_batch(&cd->hist->p);
     gbuf o = gtensor(bt, cd->hist->p.seqlen, cd->p.heads, cd->p.dv, 0);
-    assert_int_equal(forward_poisoned(sc, &cd->hist->p, &cd->hist->x, o.t, NULL, &s.s, 0xff,
+    assert_int_equal(forward_poisoned(sc, &cd->hist->p, &cd->hist->x, &o, NULL, &s, 0xff,
                                       "history"),
                      LLA_OK);
     gfree(&o);
@@ -372,14 +479,13 @@ static gstate prefill(lla_backend *sc, const casedata *cd) {
 }
 
 static void run_forward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
-                             const gstate *init, int with_final, int in_place, const char *label,
+                             gstate *init, int with_final, int in_place, const char *label,
                              const char *what) {
     const lla_problem *p = &cd->p;
     gbuf o_ref = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
     gbuf o1 = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
     gbuf o2 = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
     gstate f_ref, f1, f2, init_copy;
-    const lla_state *ini = init ? &init->s : NULL;
     char w[96];
     int have_f = with_final || in_place;
     memset(&init_copy, 0, sizeof init_copy);
@@ -387,24 +493,24 @@ static void run_forward_pair(lla_backend *be, lla_backend *sc, const casedata *c
     memset(&f1, 0, sizeof f1);
     memset(&f2, 0, sizeof f2);
     if (have_f) {
-        f_ref = state_new(sc, p);
+        f_ref = state_new(p);
         if (in_place) { /* final == initial: both start from copies of the initial state */
-            f1 = state_clone(be, p, init);
-            f2 = state_clone(be, p, init);
+            f1 = state_clone(p, init);
+            f2 = state_clone(p, init);
         } else {
-            f1 = state_new(be, p);
-            f2 = state_new(be, p);
+            f1 = state_new(p);
+            f2 = state_new(p);
         }
     }
-    if (init) init_copy = state_clone(sc, p, init);
-    assert_int_equal(forward_poisoned(sc, p, &cd->td->x, o_ref.t, ini, have_f ? &f_ref.s : NULL,
+    if (init) init_copy = state_clone(p, init);
+    assert_int_equal(forward_poisoned(sc, p, &cd->td->x, &o_ref, init, have_f ? &f_ref : NULL,
                                       0xff, label),
                      LLA_OK);
-    assert_int_equal(forward_poisoned(be, p, &cd->td->x, o1.t, in_place ? &f1.s : ini,
-                                      have_f ? &f1.s : NULL, 0xff, label),
+    assert_int_equal(forward_poisoned(be, p, &cd->td->x, &o1, in_place ? &f1 : init,
+                                      have_f ? &f1 : NULL, 0xff, label),
                      LLA_OK);
-    assert_int_equal(forward_poisoned(be, p, &cd->td->x, o2.t, in_place ? &f2.s : ini,
-                                      have_f ? &f2.s : NULL, FILL, label),
+    assert_int_equal(forward_poisoned(be, p, &cd->td->x, &o2, in_place ? &f2 : init,
+                                      have_f ? &f2 : NULL, FILL, label),
                      LLA_OK);
     snprintf(w, sizeof w, "%s o", what);
     check_err(label, w, rel_err(p, &o1.t, &o_ref.t, p->heads, p->dv), TOL_F32);
@@ -423,8 +529,8 @@ static void run_forward_pair(lla_backend *be, lla_backend *sc, const casedata *c
         state_free(&f2);
     }
     if (init) {
-        if (memcmp(init_copy.raw, init->raw, init->bytes) != 0)
-            fail_msg("%s: %s modified the initial state", label, what);
+        if (memcmp(init_copy.raw, init->raw, init->bytes + GUARD) != 0)
+            fail_msg("%s: %s modified the initial state (or its guard)", label, what);
         state_free(&init_copy);
     }
     gfree(&o_ref);
@@ -436,30 +542,42 @@ static void run_decode_pair(lla_backend *be, lla_backend *sc, const casedata *cd
                             const gstate *init, const char *label) {
     lla_problem p = cd->p;
     gstate s_ref, s_be;
+    lla_state sd;
+    mirror m;
     int64_t step;
     const int steps = DECODE_STEPS;
     double worst = 0.0;
     p.seq_offsets = NULL;
     p.seqlen = 1;
-    s_ref = init ? state_clone(sc, &p, init) : state_new(sc, &p);
-    s_be = init ? state_clone(be, &p, init) : state_new(be, &p);
+    s_ref = init ? state_clone(&p, init) : state_new(&p);
+    s_be = init ? state_clone(&p, init) : state_new(&p);
+    mirror_init(&m, be);
+    sd = mirror_state(&m, &s_be); /* stays on the device across the steps */
     for (step = 0; step < steps; ++step) {
         test_data *x = td_create(&p, NULL, LLA_DTYPE_F32, cd->td->strided,
                                  cd->td->p.seqlen * 31u + (uint64_t)step);
         gbuf o_ref = gtensor(p.batch, 1, p.heads, p.dv, cd->td->strided);
         gbuf o_be = gtensor(p.batch, 1, p.heads, p.dv, cd->td->strided);
+        mirror ms;
+        lla_inputs xd;
         double e;
         assert_int_equal(lla_decode_step(sc, &p, &s_ref.s, &x->x, o_ref.t), LLA_OK);
-        assert_int_equal(lla_decode_step(be, &p, &s_be.s, &x->x, o_be.t), LLA_OK);
+        mirror_init(&ms, be);
+        xd = mirror_inputs(&ms, &p, &x->x);
+        assert_int_equal(lla_decode_step(be, &p, &sd, &xd, mirror_gbuf(&ms, &o_be)), LLA_OK);
+        mirror_get_all(&ms);
+        mirror_free(&ms);
         e = rel_err(&p, &o_be.t, &o_ref.t, p.heads, p.dv);
         if (!(e <= worst)) worst = e;
         if (!(e <= TOL_F32)) fail_msg("%s: decode step %lld rel err %g", label, (long long)step, e);
         gtensor_check(&o_be, label);
-        state_check_guard(&s_be, label);
         gfree(&o_ref);
         gfree(&o_be);
         td_free(x);
     }
+    mirror_get_all(&m);
+    mirror_free(&m);
+    state_check_guard(&s_be, label);
     check_err(label, "decode 9 steps, worst o", worst, TOL_F32);
     check_err(label, "decode final state", state_err(&s_be, &s_ref, label), TOL_F32);
     state_free(&s_ref);
@@ -467,8 +585,8 @@ static void run_decode_pair(lla_backend *be, lla_backend *sc, const casedata *cd
 }
 
 /* A state of random values in every level (empty levels too: they must not matter). */
-static gstate random_state(lla_backend *be, const lla_problem *p, uint64_t seed) {
-    gstate s = state_new(be, p);
+static gstate random_state(const lla_problem *p, uint64_t seed) {
+    gstate s = state_new(p);
     float *v = (float *)((char *)s.s.memory + lla_state_values_offset(p->batch));
     test_rng r;
     size_t i, n = state_count(&s.s);
@@ -500,20 +618,37 @@ static void grads_free(gradset *gs) {
     for (i = 0; i < 6; ++i) gfree(&gs->b[i]);
 }
 
-static void backward_poisoned(lla_backend *be, const casedata *cd, lla_tensor d_o,
-                              const gstate *init, const gstate *d_final, gradset *gs,
-                              gstate *d_initial, int poison, const char *label) {
+static void backward_poisoned(lla_backend *be, const casedata *cd, const test_data *dod,
+                              gstate *init, gstate *d_final, gradset *gs, gstate *d_initial,
+                              int poison, const char *label) {
     size_t ws = 0, i;
     unsigned char *w;
+    mirror m;
+    lla_inputs xd, dd;
+    lla_grads gd;
+    lla_state si, sf, sdi;
+    void *wd;
     assert_int_equal(lla_backward_workspace(be, &cd->p, LLA_DTYPE_F32, &ws), LLA_OK);
     w = (unsigned char *)malloc(ws + GUARD);
     assert_non_null(w);
     memset(w, poison, ws);
     memset(w + ws, FILL, GUARD);
-    assert_int_equal(lla_backward(be, &cd->p, &cd->td->x, d_o, init ? &init->s : NULL,
-                                  d_final ? &d_final->s : NULL, &gs->g,
-                                  d_initial ? &d_initial->s : NULL, ws ? w : NULL, ws),
+    mirror_init(&m, be);
+    xd = mirror_inputs(&m, &cd->p, &cd->td->x);
+    dd = mirror_inputs(&m, &cd->p, &dod->x); /* d_o is its v */
+    gd.dq = mirror_gbuf(&m, &gs->b[0]), gd.dk = mirror_gbuf(&m, &gs->b[1]);
+    gd.dv = mirror_gbuf(&m, &gs->b[2]), gd.dg = mirror_gbuf(&m, &gs->b[3]);
+    gd.dlambda = mirror_gbuf(&m, &gs->b[4]), gd.dbeta = mirror_gbuf(&m, &gs->b[5]);
+    if (init) si = mirror_state(&m, init);
+    if (d_final) sf = mirror_state(&m, d_final);
+    if (d_initial) sdi = mirror_state(&m, d_initial);
+    wd = mirror_put(&m, w, ws + GUARD);
+    assert_int_equal(lla_backward(be, &cd->p, &xd, dd.v, init ? &si : NULL,
+                                  d_final ? &sf : NULL, &gd, d_initial ? &sdi : NULL,
+                                  ws ? wd : NULL, ws),
                      LLA_OK);
+    mirror_get_all(&m);
+    mirror_free(&m);
     for (i = 0; i < GUARD; ++i)
         if (w[ws + i] != FILL) fail_msg("%s: backward wrote past the workspace", label);
     free(w);
@@ -523,7 +658,7 @@ static void backward_poisoned(lla_backend *be, const casedata *cd, lla_tensor d_
  * state with a random d_final, d_initial compared too, then again with d_initial ==
  * d_final.  Two poisons of the workspace must give bit-identical gradients. */
 static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
-                              const gstate *init, const char *label) {
+                              gstate *init, const char *label) {
     const lla_problem *p = &cd->p;
     const int64_t dims[6][2] = {{p->qk_heads, p->dk}, {p->qk_heads, p->dk}, {p->heads, p->dv},
                                 {p->heads, 1},        {p->heads, p->levels}, {p->heads, 1}};
@@ -546,18 +681,18 @@ static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *
     memset(&di_ref, 0, sizeof di_ref);
     memset(&di_be, 0, sizeof di_be);
     if (init) {
-        dfin = random_state(sc, p, cd->td->p.seqlen + 777u);
-        di_ref = state_new(sc, p);
-        di_be = state_new(be, p);
+        dfin = random_state(p, cd->td->p.seqlen + 777u);
+        di_ref = state_new(p);
+        di_be = state_new(p);
     }
     grads_new(&ref, cd);
     grads_new(&got, cd);
     grads_new(&again, cd);
-    backward_poisoned(sc, cd, dod->x.v, init, init ? &dfin : NULL, &ref, init ? &di_ref : NULL,
+    backward_poisoned(sc, cd, dod, init, init ? &dfin : NULL, &ref, init ? &di_ref : NULL,
                       0xff, label);
-    backward_poisoned(be, cd, dod->x.v, init, init ? &dfin : NULL, &got, init ? &di_be : NULL,
+    backward_poisoned(be, cd, dod, init, init ? &dfin : NULL, &got, init ? &di_be : NULL,
                       0xff, label);
-    backward_poisoned(be, cd, dod->x.v, init, init ? &dfin : NULL, &again, NULL, FILL, label);
+    backward_poisoned(be, cd, dod, init, init ? &dfin : NULL, &again, NULL, FILL, label);
     for (i = 0; i < 6; ++i) {
         double e;
         if (i == 5 && p->variant != LLA_VARIANT_GDN) continue;
@@ -577,10 +712,10 @@ static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *
         check_err(label, "backward d_initial", state_err(&di_be, &di_ref, label), TOL_GRAD_F32);
         state_check_guard(&di_be, label);
         /* d_initial in the same block as d_final */
-        alias = state_clone(be, p, &dfin);
+        alias = state_clone(p, &dfin);
         grads_free(&again);
         grads_new(&again, cd);
-        backward_poisoned(be, cd, dod->x.v, init, &alias, &again, &alias, 0xff, label);
+        backward_poisoned(be, cd, dod, init, &alias, &again, &alias, 0xff, label);
         check_err(label, "backward d_initial == d_final", state_err(&alias, &di_ref, label),
                   TOL_GRAD_F32);
         state_free(&alias);
@@ -691,8 +826,8 @@ static void test_golden(void **state) {
     st_ref = need(c, "state");
     if (supported(be, &p, LLA_OP_FORWARD, j->label, "forward")) {
         o = gtensor(c->B, c->T, c->H, c->V, 0);
-        fin = state_new(be, &p);
-        assert_int_equal(forward_poisoned(be, &p, &x, o.t, NULL, &fin.s, 0xff, j->label), LLA_OK);
+        fin = state_new(&p);
+        assert_int_equal(forward_poisoned(be, &p, &x, &o, NULL, &fin, 0xff, j->label), LLA_OK);
         check_err(j->label, "forward o vs golden o",
                   err_vs((const float *)o.t.data, o_ref->data, (size_t)o_ref->count), TOL_F32);
         check_err(j->label, "final state vs golden state",
@@ -707,19 +842,29 @@ static void test_golden(void **state) {
         lla_problem one = p;
         one.seqlen = 1;
         if (supported(be, &one, LLA_OP_DECODE, j->label, "decode")) {
+            mirror m;
+            lla_inputs xd;
+            lla_tensor od;
+            lla_state sd;
             o = gtensor(c->B, c->T, c->H, c->V, 0);
-            fin = state_new(be, &one);
+            fin = state_new(&one);
+            mirror_init(&m, be);
+            xd = mirror_inputs(&m, &p, &x);
+            od = mirror_gbuf(&m, &o);
+            sd = mirror_state(&m, &fin);
             for (t = 0; t < c->T; ++t) {
-                lla_inputs xt = x;
-                lla_tensor ot = o.t;
+                lla_inputs xt = xd;
+                lla_tensor ot = od;
                 lla_tensor *ts[6];
                 ts[0] = &xt.q, ts[1] = &xt.k, ts[2] = &xt.v, ts[3] = &xt.g, ts[4] = &xt.lambda;
                 ts[5] = &xt.beta;
                 for (i = 0; i < 6; ++i)
                     ts[i]->data = (char *)ts[i]->data + (size_t)(t * ts[i]->strides[1]) * sizeof(float);
                 ot.data = (char *)ot.data + (size_t)(t * ot.strides[1]) * sizeof(float);
-                assert_int_equal(lla_decode_step(be, &one, &fin.s, &xt, ot), LLA_OK);
+                assert_int_equal(lla_decode_step(be, &one, &sd, &xt, ot), LLA_OK);
             }
+            mirror_get_all(&m);
+            mirror_free(&m);
             check_err(j->label, "decode o vs golden o",
                       err_vs((const float *)o.t.data, o_ref->data, (size_t)o_ref->count), TOL_F32);
             check_err(j->label, "decode state vs golden state",
@@ -774,6 +919,7 @@ int main(void) {
     job *jobs;
     struct CMUnitTest *tests;
     build_cases();
+    if (lla_backend_open("scalar", &g_host) != LLA_OK) return 1;
     find_targets();
     ngolden = golden_list(golden_dir(), golden, 64);
     if (g_ntargets == 0) {
@@ -810,5 +956,6 @@ int main(void) {
     for (i = 0; i < ngolden; ++i) free(golden[i]);
     free(jobs);
     free(tests);
+    lla_backend_close(g_host);
     return rc;
 }
