@@ -882,13 +882,19 @@ static void test_golden(void **state) {
 
 /* ------------------------------------------------------------------ main */
 
+/* LLA_DIFF_ONLY=name restricts the run to one backend (the baseline-ISA run of openmp). */
 static void find_targets(void) {
     int i, n = lla_backend_count();
+    const char *only = getenv("LLA_DIFF_ONLY");
     g_ntargets = 0;
     for (i = 0; i < n; ++i) {
         lla_backend_info info;
         assert_int_equal(lla_backend_info_get(i, &info), LLA_OK);
         if (strcmp(info.name, "scalar") == 0) continue;
+        if (only && only[0] && strcmp(info.name, only) != 0) {
+            printf("[ SKIPPED  ] backend %s: LLA_DIFF_ONLY=%s\n", info.name, only);
+            continue;
+        }
         if (!info.usable) {
             printf("[ SKIPPED  ] backend %s: not usable here (%s)\n", info.name, info.reason);
             continue;
