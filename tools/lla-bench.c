@@ -7,7 +7,8 @@
  *     and schedule; cost of the hierarchy);
  *   - the machine's float32 matrix-multiply rate (OpenBLAS sgemm when lla-bench was built
  *     with it, else a blocked GEMM of our own; the output says which).
- * Several repetitions after warm-up; the table shows the median and the min..max spread,
+ * Several repetitions after warm-up, the series of one T timed in turns (rep by rep) so a
+ * busy machine weighs on all alike; the table shows the median and the min..max spread,
  * tokens/s and effective GFLOP/s by the FLOP model of docs/benchmarks.md.  --csv / --json
  * write every row; --sweep runs T = 1K..64K and --svg plots time per token.
  *
@@ -460,50 +461,6 @@ static int time_forward(lla_backend *be, bench_data *d, int reps, int warmup, in
     return 1;
 }
 
-static int time_fwdbwd(lla_backend *be, bench_data *d, int reps, int warmup, stats *out) {
-    size_t wf = 0, wb = 0;
-    void *w;
-    double t[256];
-    int r;
-    lla_grads g;
-    bench_data gd;
-    if (reps > 256) reps = 256;
-    if (lla_backend_supports(be, &d->p, d->o.dtype, LLA_OP_BACKWARD) != LLA_OK) {
-        fprintf(stderr, "lla-bench: %s cannot run the backward here: %s\n", lla_backend_name(be),
-                lla_last_error());
-        return 0;
-    }
-    if (lla_forward_workspace(be, &d->p, d->o.dtype, &wf) != LLA_OK ||
-        lla_backward_workspace(be, &d->p, d->o.dtype, &wb) != LLA_OK)
-        return 0;
-    w = aligned_or_die(wf > wb ? wf : wb);
-    memset(&gd, 0, sizeof gd);
-    gd.p = d->p;
-    gd.o.dtype = d->o.dtype;
-    g.dq = bench_tensor(&gd, d->p.seqlen, d->p.qk_heads, d->p.dk, 0, 0, 0);
-    g.dk = bench_tensor(&gd, d->p.seqlen, d->p.qk_heads, d->p.dk, 0, 0, 0);
-    g.dv = bench_tensor(&gd, d->p.seqlen, d->p.heads, d->p.dv, 0, 0, 0);
-    g.dg = bench_tensor(&gd, d->p.seqlen, d->p.heads, 1, 0, 0, 0);
-    g.dlambda = bench_tensor(&gd, d->p.seqlen, d->p.heads, d->p.levels, 0, 0, 0);
-    g.dbeta = bench_tensor(&gd, d->p.seqlen, d->p.heads, 1, 0, 0, 0);
-    for (r = -warmup; r < reps; ++r) {
-        double t0 = now_ms();
-        if (lla_forward(be, &d->p, &d->x, d->o, NULL, NULL, w, wf) != LLA_OK ||
-            lla_backward(be, &d->p, &d->x, d->x.v, NULL, NULL, &g, NULL, w, wb) != LLA_OK) {
-            fprintf(stderr, "lla-bench: forward+backward on %s: %s\n", lla_backend_name(be),
-                    lla_last_error());
-            free(w);
-            bench_free(&gd);
-            return 0;
-        }
-        if (r >= 0) t[r] = now_ms() - t0;
-    }
-    free(w);
-    bench_free(&gd);
-    *out = summarize(t, reps);
-    return 1;
-}
-
 /* A state at position pos: every set the position implies holds small random values
  * (content does not change the cost), the empty levels are zero. */
 static void fill_state(const opts *o, const lla_state *s, int64_t pos) {
@@ -595,34 +552,6 @@ static const char *gemm_name(void) {
 #else
     return "own blocked GEMM (OpenBLAS not found at build time)";
 #endif
-}
-
-static int time_gemm(const opts *o, int n, stats *out) {
-    float *a = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
-    float *b = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
-    float *c = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
-    double t[256];
-    int r, i, reps = o->reps > 256 ? 256 : o->reps;
-    for (i = 0; i < n * n; ++i) a[i] = (float)urand(-1, 1), b[i] = (float)urand(-1, 1);
-#ifdef LLA_BENCH_OPENBLAS
-    openblas_set_num_threads(o->threads);
-#elif defined(_OPENMP)
-    omp_set_num_threads(o->threads);
-#endif
-    for (r = -o->warmup - 1; r < reps; ++r) {
-        double t0 = now_ms();
-#ifdef LLA_BENCH_OPENBLAS
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-#else
-        own_gemm(n, a, b, c);
-#endif
-        if (r >= 0) t[r] = now_ms() - t0;
-    }
-    free(a);
-    free(b);
-    free(c);
-    *out = summarize(t, reps);
-    return 1;
 }
 
 /* ------------------------------------------------------------------ machine */
@@ -786,6 +715,135 @@ static void write_svg(const char *path, const opts *o, const char *title) {
     fclose(f);
 }
 
+/* ------------------------------------------------------------------ interleaved runs */
+
+/* The series of one T are timed in turns, rep by rep (forward, linear, fwd+bwd, GEMM, then
+ * again), so that whatever else the machine does at the moment weighs on all of them alike:
+ * their ratios are what the targets ask for. */
+enum { RUN_FORWARD, RUN_LINEAR, RUN_FWDBWD, RUN_GEMM };
+
+typedef struct timed {
+    int kind;
+    lla_backend *be;
+    bench_data *d;
+    void *ws;
+    size_t wf, wb;
+    lla_grads g;
+    bench_data gd;
+    float *ga, *gb, *gc; /* GEMM operands */
+    int gn;
+    double t[256];
+    int ok;
+} timed;
+
+static int timed_prepare(timed *tm, const opts *o, int kind, lla_backend *be, bench_data *d) {
+    lla_status st = LLA_OK;
+    memset(tm, 0, sizeof *tm);
+    tm->kind = kind;
+    tm->be = be;
+    tm->d = d;
+    if (kind == RUN_GEMM) {
+        int i, n = tm->gn = 2048;
+        tm->ga = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
+        tm->gb = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
+        tm->gc = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
+        for (i = 0; i < n * n; ++i) tm->ga[i] = (float)urand(-1, 1), tm->gb[i] = (float)urand(-1, 1);
+#ifdef LLA_BENCH_OPENBLAS
+        openblas_set_num_threads(o->threads);
+#elif defined(_OPENMP)
+        omp_set_num_threads(o->threads);
+#endif
+        return tm->ok = 1;
+    }
+    if (kind == RUN_LINEAR) {
+#ifdef LLA_HAVE_OPENMP
+        st = lla__openmp_linear_workspace(be, &d->p, &tm->wf);
+#else
+        return 0;
+#endif
+    } else {
+        st = lla_forward_workspace(be, &d->p, d->o.dtype, &tm->wf);
+    }
+    if (st == LLA_OK && kind == RUN_FWDBWD) {
+        if (lla_backend_supports(be, &d->p, d->o.dtype, LLA_OP_BACKWARD) != LLA_OK) {
+            fprintf(stderr, "lla-bench: %s cannot run the backward here: %s\n",
+                    lla_backend_name(be), lla_last_error());
+            return 0;
+        }
+        st = lla_backward_workspace(be, &d->p, d->o.dtype, &tm->wb);
+        tm->gd.p = d->p;
+        tm->gd.o.dtype = d->o.dtype;
+        tm->g.dq = bench_tensor(&tm->gd, d->p.seqlen, d->p.qk_heads, d->p.dk, 0, 0, 0);
+        tm->g.dk = bench_tensor(&tm->gd, d->p.seqlen, d->p.qk_heads, d->p.dk, 0, 0, 0);
+        tm->g.dv = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, d->p.dv, 0, 0, 0);
+        tm->g.dg = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, 1, 0, 0, 0);
+        tm->g.dlambda = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, d->p.levels, 0, 0, 0);
+        tm->g.dbeta = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, 1, 0, 0, 0);
+    }
+    if (st != LLA_OK) {
+        fprintf(stderr, "lla-bench: workspace: %s\n", lla_last_error());
+        return 0;
+    }
+    tm->ws = aligned_or_die(tm->wf > tm->wb ? tm->wf : tm->wb);
+    return tm->ok = 1;
+}
+
+/* One timed call (ms), or < 0 on failure. */
+static double timed_run(timed *tm) {
+    bench_data *d = tm->d;
+    lla_status st = LLA_OK;
+    double t0 = now_ms();
+    switch (tm->kind) {
+    case RUN_GEMM:
+#ifdef LLA_BENCH_OPENBLAS
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tm->gn, tm->gn, tm->gn, 1.0f, tm->ga,
+                    tm->gn, tm->gb, tm->gn, 0.0f, tm->gc, tm->gn);
+#else
+        own_gemm(tm->gn, tm->ga, tm->gb, tm->gc);
+#endif
+        break;
+    case RUN_LINEAR:
+#ifdef LLA_HAVE_OPENMP
+        st = lla__openmp_linear_forward(tm->be, &d->p, &d->x, d->o, tm->ws, tm->wf);
+#endif
+        break;
+    case RUN_FORWARD:
+        st = lla_forward(tm->be, &d->p, &d->x, d->o, NULL, NULL, tm->ws, tm->wf);
+        break;
+    case RUN_FWDBWD:
+        st = lla_forward(tm->be, &d->p, &d->x, d->o, NULL, NULL, tm->ws, tm->wf);
+        if (st == LLA_OK)
+            st = lla_backward(tm->be, &d->p, &d->x, d->x.v, NULL, NULL, &tm->g, NULL, tm->ws, tm->wb);
+        break;
+    }
+    if (st != LLA_OK) {
+        fprintf(stderr, "lla-bench: %s: %s\n", lla_backend_name(tm->be), lla_last_error());
+        return -1.0;
+    }
+    return now_ms() - t0;
+}
+
+static void timed_free(timed *tm) {
+    free(tm->ws);
+    free(tm->ga);
+    free(tm->gb);
+    free(tm->gc);
+    bench_free(&tm->gd);
+}
+
+/* Runs every prepared series in turns; failed series are dropped. */
+static void run_interleaved(timed *tms, int n, int reps, int warmup) {
+    int r, k;
+    for (r = -warmup; r < reps; ++r)
+        for (k = 0; k < n; ++k) {
+            double t;
+            if (!tms[k].ok) continue;
+            t = timed_run(&tms[k]);
+            if (t < 0) tms[k].ok = 0;
+            else if (r >= 0) tms[k].t[r] = t;
+        }
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
@@ -816,47 +874,56 @@ int main(int argc, char **argv) {
     printf("\n%-20s %-8s %9s %11s  %-19s %12s %9s\n", "series", "mode", "T/pos", "median ms",
            "min..max ms", "tokens/s", "GFLOP/s");
 
-    if (o.gemm) {
-        stats s;
-        const int n = 2048;
-        if (time_gemm(&o, n, &s)) {
-            row *r = add_row("sgemm 2048^3", "gemm", n, 0, s, 0.0, 2.0 * n * (double)n * n);
-            if (r) print_row(r);
-            gemm_rate = 2.0 * n * (double)n * n / (s.med * 1e-3) * 1e-9;
-        }
-    }
     if ((o.mode_fwd || o.mode_fwdbwd) && o.scalar && strcmp(o.backend, "scalar") != 0)
         sc = open_backend("scalar", 1);
+    if (o.reps > 256) o.reps = 256;
 
     for (i = 0; i < o.nT && (o.mode_fwd || o.mode_fwdbwd); ++i) {
         const int64_t T = o.T[i];
-        bench_data d;
-        stats s;
         const double fl = model_forward(&o, T, 0);
+        bench_data d;
+        timed tms[4];
+        int n = 0;
+        stats s;
         bench_setup(&d, &o, T, 0);
-        if (o.mode_fwd && time_forward(be, &d, o.reps, o.warmup, 0, &s)) {
-            row *r = add_row(o.backend, "forward", T, d.p.levels, s, (double)(o.B * T), fl);
-            if (r) print_row(r);
-        }
+        if (i == 0 && o.gemm) timed_prepare(&tms[n++], &o, RUN_GEMM, be, &d);
+        if (o.mode_fwd) timed_prepare(&tms[n++], &o, RUN_FORWARD, be, &d);
 #ifdef LLA_HAVE_OPENMP
         if (o.mode_fwd && o.linear && !strcmp(lla_backend_name(be), "openmp") &&
-            o.variant == LLA_VARIANT_MAMBA2 && o.dtype == LLA_DTYPE_F32 &&
-            time_forward(be, &d, o.reps, o.warmup, 1, &s)) {
-            row *r = add_row("linear (lambda=1)", "forward", T, d.p.levels, s, (double)(o.B * T),
-                             model_forward(&o, T, 1));
-            if (r) print_row(r);
-        }
+            o.variant == LLA_VARIANT_MAMBA2 && o.dtype == LLA_DTYPE_F32)
+            timed_prepare(&tms[n++], &o, RUN_LINEAR, be, &d);
 #endif
+        if (o.mode_fwdbwd) timed_prepare(&tms[n++], &o, RUN_FWDBWD, be, &d);
+        run_interleaved(tms, n, o.reps, o.warmup);
+        for (k = 0; k < n; ++k) {
+            row *r = NULL;
+            if (!tms[k].ok) continue;
+            s = summarize(tms[k].t, o.reps);
+            switch (tms[k].kind) {
+            case RUN_GEMM:
+                r = add_row("sgemm 2048^3", "gemm", 2048, 0, s, 0.0, 2.0 * 2048.0 * 2048.0 * 2048.0);
+                gemm_rate = 2.0 * 2048.0 * 2048.0 * 2048.0 / (s.med * 1e-3) * 1e-9;
+                break;
+            case RUN_FORWARD:
+                r = add_row(o.backend, "forward", T, d.p.levels, s, (double)(o.B * T), fl);
+                break;
+            case RUN_LINEAR:
+                r = add_row("linear (lambda=1)", "forward", T, d.p.levels, s, (double)(o.B * T),
+                            model_forward(&o, T, 1));
+                break;
+            case RUN_FWDBWD:
+                r = add_row(o.backend, "fwdbwd", T, d.p.levels, s, (double)(o.B * T), 3.0 * fl);
+                break;
+            }
+            if (r) print_row(r);
+            timed_free(&tms[k]);
+        }
         if (o.mode_fwd && sc && T <= o.scalar_max_T) {
             int reps = o.reps > 3 ? 3 : o.reps;
             if (time_forward(sc, &d, reps, 0, 0, &s)) {
                 row *r = add_row("scalar", "forward", T, d.p.levels, s, (double)(o.B * T), fl);
                 if (r) print_row(r);
             }
-        }
-        if (o.mode_fwdbwd && time_fwdbwd(be, &d, o.reps, o.warmup, &s)) {
-            row *r = add_row(o.backend, "fwdbwd", T, d.p.levels, s, (double)(o.B * T), 3.0 * fl);
-            if (r) print_row(r);
         }
         bench_free(&d);
     }
