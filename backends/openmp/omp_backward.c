@@ -19,8 +19,9 @@
  *     (+ <d_final, final> at the last token); dg is its reverse cumulative sum.
  * Products run in "transposed space" where that avoids transposing a state: dQ^T and dK^T
  * (K x rows) accumulate A-operands that are the sets themselves.
- * Parallel over (sequence, head); dq and dk of the heads sharing a q/k head are summed in
- * per-thread accumulators, then reduced.
+ * Parallel over (sequence, head), dynamically scheduled; dq and dk of the heads sharing a
+ * q/k head are summed in per-thread accumulators, then reduced (so with shared q/k heads
+ * their last bits may depend on the schedule).
  */
 #include "omp_sweep.h"
 
@@ -665,8 +666,10 @@ lla_status lla__omp_backward(lla_backend *self, const lla_problem *p, const lla_
         tiles_setup(&bx, tid, &bt);
         if (bx.acc) memset(bt.acc_dq, 0, (size_t)(2 * bx.acc_floats) * sizeof(float));
 #pragma omp barrier
-        /* static: the same heads meet in the same accumulator every call (deterministic sums) */
-#pragma omp for schedule(static, 1)
+        /* dynamic: a thread slowed down by other work hands heads to the others.  With heads
+         * sharing a q/k head, which heads meet in which accumulator then varies, and so can
+         * the last bits of dq and dk (not of anything else) */
+#pragma omp for schedule(dynamic, 1)
         for (task = 0; task < p->batch * p->heads; ++task) {
             seq_info sq;
             int64_t e;

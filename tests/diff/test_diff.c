@@ -701,9 +701,17 @@ static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *
         same &= e == 0.0;
         check_err(label, what, e, TOL_GRAD_F32);
         gtensor_check(&got.b[i], label);
-        if (memcmp(got.b[i].raw, again.b[i].raw, got.b[i].body + 2 * GUARD) != 0)
+        /* bit for bit, except dq / dk of grouped heads: a backend may sum the heads of a
+         * group in any order (openmp: per-thread accumulators, dynamic schedule) */
+        if (i < 2 && p->qk_heads < p->heads) {
+            double e2 = rel_err(p, &again.b[i].t, &ref.b[i].t, dims[i][0], dims[i][1]);
+            if (!(e2 <= TOL_GRAD_F32))
+                fail_msg("%s: backward %s with another workspace poison: rel err %g", label,
+                         grad_names[i], e2);
+        } else if (memcmp(got.b[i].raw, again.b[i].raw, got.b[i].body + 2 * GUARD) != 0) {
             fail_msg("%s: backward %s depends on the workspace contents or is not deterministic",
                      label, grad_names[i]);
+        }
     }
     if (same)
         print_message("    %-58s %-30s (bit-identical to scalar: %s ran the scalar path)\n",
