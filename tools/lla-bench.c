@@ -69,13 +69,13 @@ typedef struct opts {
 } opts;
 
 typedef struct row {
-    char series[24];  /* "openmp", "scalar", "linear (lambda=1)", "sgemm" */
-    char mode[12];    /* forward, fwdbwd, decode, gemm */
-    int64_t T;        /* tokens per sequence; decode: position */
+    char series[24]; /* "openmp", "scalar", "linear (lambda=1)", "sgemm" */
+    char mode[12];   /* forward, fwdbwd, decode, gemm */
+    int64_t T;       /* tokens per sequence; decode: position */
     int64_t levels;
     double med_ms, min_ms, max_ms;
-    double tokens;    /* tokens per call (decode: per step) */
-    double flops;     /* model FLOPs per call */
+    double tokens; /* tokens per call (decode: per step) */
+    double flops;  /* model FLOPs per call */
     size_t state_bytes;
 } row;
 
@@ -83,23 +83,26 @@ static row g_rows[MAX_ROWS];
 static int g_nrows;
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: lla-bench [--backend NAME] [--variant mamba2|gdn] [--hierarchy weak|strong]\n"
-            "                 [--B n] [--T n[,n..]] [--H n] [--G n] [--K n] [--V n] [--chunk n]\n"
-            "                 [--dtype f32|f64] [--threads n] [--reps n] [--warmup n]\n"
-            "                 [--mode forward|fwdbwd|decode[,..]] [--pos n[,n..]] [--steps n]\n"
-            "                 [--gates LO:HI]  (log gates uniform in [LO, HI], default -1e-3:-1e-5)\n"
-            "                 [--no-scalar] [--scalar-max-T n] [--no-linear] [--no-gemm]\n"
-            "                 [--sweep] [--csv FILE] [--json FILE] [--svg FILE]\n"
-            "sizes take K/M suffixes (16K = 16384, 1M = 1048576)\n");
+    fprintf(
+        stderr,
+        "usage: lla-bench [--backend NAME] [--variant mamba2|gdn] [--hierarchy weak|strong]\n"
+        "                 [--B n] [--T n[,n..]] [--H n] [--G n] [--K n] [--V n] [--chunk n]\n"
+        "                 [--dtype f32|f64] [--threads n] [--reps n] [--warmup n]\n"
+        "                 [--mode forward|fwdbwd|decode[,..]] [--pos n[,n..]] [--steps n]\n"
+        "                 [--gates LO:HI]  (log gates uniform in [LO, HI], default -1e-3:-1e-5)\n"
+        "                 [--no-scalar] [--scalar-max-T n] [--no-linear] [--no-gemm]\n"
+        "                 [--sweep] [--csv FILE] [--json FILE] [--svg FILE]\n"
+        "sizes take K/M suffixes (16K = 16384, 1M = 1048576)\n");
 }
 
 static int64_t parse_size(const char *s) {
     char *end;
     double v = strtod(s, &end);
     if (end == s) return -1;
-    if (*end == 'k' || *end == 'K') v *= 1024.0, ++end;
-    else if (*end == 'm' || *end == 'M') v *= 1048576.0, ++end;
+    if (*end == 'k' || *end == 'K')
+        v *= 1024.0, ++end;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1048576.0, ++end;
     if (*end) return -1;
     return (int64_t)v;
 }
@@ -143,65 +146,112 @@ static int parse_args(int argc, char **argv, opts *o) {
     o->scalar_max_T = 16384;
     for (i = 1; i < argc; ++i) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE                                                         \
-    if (!v) {                                                              \
-        fprintf(stderr, "lla-bench: %s needs a value\n", a);               \
-        return 0;                                                          \
-    }                                                                      \
+#define NEED_VALUE                                                                                 \
+    if (!v) {                                                                                      \
+        fprintf(stderr, "lla-bench: %s needs a value\n", a);                                       \
+        return 0;                                                                                  \
+    }                                                                                              \
     ++i
-        if (!strcmp(a, "--backend")) { NEED_VALUE; o->backend = v; }
-        else if (!strcmp(a, "--variant")) {
+        if (!strcmp(a, "--backend")) {
             NEED_VALUE;
-            if (!strcmp(v, "mamba2")) o->variant = LLA_VARIANT_MAMBA2;
-            else if (!strcmp(v, "gdn")) o->variant = LLA_VARIANT_GDN;
-            else return 0;
+            o->backend = v;
+        } else if (!strcmp(a, "--variant")) {
+            NEED_VALUE;
+            if (!strcmp(v, "mamba2"))
+                o->variant = LLA_VARIANT_MAMBA2;
+            else if (!strcmp(v, "gdn"))
+                o->variant = LLA_VARIANT_GDN;
+            else
+                return 0;
         } else if (!strcmp(a, "--hierarchy")) {
             NEED_VALUE;
-            if (!strcmp(v, "weak")) o->hierarchy = LLA_HIERARCHY_WEAK;
-            else if (!strcmp(v, "strong")) o->hierarchy = LLA_HIERARCHY_STRONG;
-            else return 0;
-        } else if (!strcmp(a, "--B")) { NEED_VALUE; o->B = parse_size(v); }
-        else if (!strcmp(a, "--T")) { NEED_VALUE; o->nT = parse_list(v, o->T, MAX_LIST); }
-        else if (!strcmp(a, "--H")) { NEED_VALUE; o->H = parse_size(v); }
-        else if (!strcmp(a, "--G")) { NEED_VALUE; o->G = parse_size(v); }
-        else if (!strcmp(a, "--K")) { NEED_VALUE; o->K = parse_size(v); }
-        else if (!strcmp(a, "--V")) { NEED_VALUE; o->V = parse_size(v); }
-        else if (!strcmp(a, "--chunk")) { NEED_VALUE; o->chunk = parse_size(v); }
-        else if (!strcmp(a, "--dtype")) {
+            if (!strcmp(v, "weak"))
+                o->hierarchy = LLA_HIERARCHY_WEAK;
+            else if (!strcmp(v, "strong"))
+                o->hierarchy = LLA_HIERARCHY_STRONG;
+            else
+                return 0;
+        } else if (!strcmp(a, "--B")) {
             NEED_VALUE;
-            if (!strcmp(v, "f32")) o->dtype = LLA_DTYPE_F32;
-            else if (!strcmp(v, "f64")) o->dtype = LLA_DTYPE_F64;
-            else return 0;
-        } else if (!strcmp(a, "--threads")) { NEED_VALUE; o->threads = atoi(v); }
-        else if (!strcmp(a, "--reps")) { NEED_VALUE; o->reps = atoi(v); }
-        else if (!strcmp(a, "--warmup")) { NEED_VALUE; o->warmup = atoi(v); }
-        else if (!strcmp(a, "--mode")) {
+            o->B = parse_size(v);
+        } else if (!strcmp(a, "--T")) {
+            NEED_VALUE;
+            o->nT = parse_list(v, o->T, MAX_LIST);
+        } else if (!strcmp(a, "--H")) {
+            NEED_VALUE;
+            o->H = parse_size(v);
+        } else if (!strcmp(a, "--G")) {
+            NEED_VALUE;
+            o->G = parse_size(v);
+        } else if (!strcmp(a, "--K")) {
+            NEED_VALUE;
+            o->K = parse_size(v);
+        } else if (!strcmp(a, "--V")) {
+            NEED_VALUE;
+            o->V = parse_size(v);
+        } else if (!strcmp(a, "--chunk")) {
+            NEED_VALUE;
+            o->chunk = parse_size(v);
+        } else if (!strcmp(a, "--dtype")) {
+            NEED_VALUE;
+            if (!strcmp(v, "f32"))
+                o->dtype = LLA_DTYPE_F32;
+            else if (!strcmp(v, "f64"))
+                o->dtype = LLA_DTYPE_F64;
+            else
+                return 0;
+        } else if (!strcmp(a, "--threads")) {
+            NEED_VALUE;
+            o->threads = atoi(v);
+        } else if (!strcmp(a, "--reps")) {
+            NEED_VALUE;
+            o->reps = atoi(v);
+        } else if (!strcmp(a, "--warmup")) {
+            NEED_VALUE;
+            o->warmup = atoi(v);
+        } else if (!strcmp(a, "--mode")) {
             NEED_VALUE;
             o->mode_fwd = strstr(v, "forward") != NULL;
             o->mode_fwdbwd = strstr(v, "fwdbwd") != NULL || strstr(v, "forward+backward") != NULL;
             o->mode_decode = strstr(v, "decode") != NULL;
             if (!o->mode_fwd && !o->mode_fwdbwd && !o->mode_decode) return 0;
-        } else if (!strcmp(a, "--pos")) { NEED_VALUE; o->npos = parse_list(v, o->pos, MAX_LIST); }
-        else if (!strcmp(a, "--steps")) { NEED_VALUE; o->steps = parse_size(v); }
-        else if (!strcmp(a, "--gates")) {
+        } else if (!strcmp(a, "--pos")) {
+            NEED_VALUE;
+            o->npos = parse_list(v, o->pos, MAX_LIST);
+        } else if (!strcmp(a, "--steps")) {
+            NEED_VALUE;
+            o->steps = parse_size(v);
+        } else if (!strcmp(a, "--gates")) {
             NEED_VALUE;
             if (sscanf(v, "%lf:%lf", &o->g_lo, &o->g_hi) != 2 || o->g_lo > o->g_hi || o->g_hi > 0)
                 return 0;
-        }
-        else if (!strcmp(a, "--no-scalar")) o->scalar = 0;
-        else if (!strcmp(a, "--scalar-max-T")) { NEED_VALUE; o->scalar_max_T = parse_size(v); }
-        else if (!strcmp(a, "--no-linear")) o->linear = 0;
-        else if (!strcmp(a, "--no-gemm")) o->gemm = 0;
+        } else if (!strcmp(a, "--no-scalar"))
+            o->scalar = 0;
+        else if (!strcmp(a, "--scalar-max-T")) {
+            NEED_VALUE;
+            o->scalar_max_T = parse_size(v);
+        } else if (!strcmp(a, "--no-linear"))
+            o->linear = 0;
+        else if (!strcmp(a, "--no-gemm"))
+            o->gemm = 0;
         else if (!strcmp(a, "--sweep")) {
             int k;
             o->nT = 7;
             for (k = 0; k < 7; ++k) o->T[k] = (int64_t)1024 << k;
             o->scalar_max_T = 4096;
-        } else if (!strcmp(a, "--csv")) { NEED_VALUE; o->csv = v; }
-        else if (!strcmp(a, "--json")) { NEED_VALUE; o->json = v; }
-        else if (!strcmp(a, "--svg")) { NEED_VALUE; o->svg = v; }
-        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); exit(0); }
-        else {
+        } else if (!strcmp(a, "--csv")) {
+            NEED_VALUE;
+            o->csv = v;
+        } else if (!strcmp(a, "--json")) {
+            NEED_VALUE;
+            o->json = v;
+        } else if (!strcmp(a, "--svg")) {
+            NEED_VALUE;
+            o->svg = v;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            exit(0);
+        } else {
             fprintf(stderr, "lla-bench: unknown option %s\n", a);
             return 0;
         }
@@ -299,17 +349,17 @@ static double model_forward(const opts *o, int64_t T, int flat) {
     for (c = 0; c < NT; ++c) {
         const double r = (double)((c + 1) * o->chunk <= T ? o->chunk : T - c * o->chunk);
         double sets;
-        f += 2.0 * r * r * (K + V);                 /* intra block, dense           */
-        if (c + 1 < NT) f += 2.0 * r * K * V;        /* chunk summary                */
+        f += 2.0 * r * r * (K + V);           /* intra block, dense           */
+        if (c + 1 < NT) f += 2.0 * r * K * V; /* chunk summary                */
         if (flat)
             sets = c > 0 ? 1.0 : 0.0;
         else if (o->hierarchy == LLA_HIERARCHY_WEAK)
             sets = (double)popcount64((uint64_t)c);
         else {
             sets = c > 0 ? (double)chunk_sets(LLA_HIERARCHY_STRONG, c, 2) : 0.0;
-            if (c > 0) f += 2.0 * r * C * (K + V);   /* strong sub-diagonal block    */
+            if (c > 0) f += 2.0 * r * C * (K + V); /* strong sub-diagonal block    */
         }
-        f += sets * 2.0 * r * K * V;                 /* reads of the inter-chunk sets */
+        f += sets * 2.0 * r * K * V; /* reads of the inter-chunk sets */
         if (o->variant == LLA_VARIANT_GDN) {
             /* K K^T, W = Aw (beta K), q-hat, D^T, tril(QK^T) Aw; per set S -= K^T (W S) */
             f += 4.0 * r * r * K + 2.0 * r * r * K + 2.0 * K * r * r + 2.0 * r * r * r;
@@ -362,15 +412,19 @@ static lla_tensor bench_tensor(bench_data *d, int64_t T, int64_t heads, int64_t 
             if (j < 4096) v[j] = x;
             norm += x * x;
             if (!unit_rows || j >= 4096) {
-                if (esz == 4) ((float *)m)[i + j] = (float)x;
-                else ((double *)m)[i + j] = x;
+                if (esz == 4)
+                    ((float *)m)[i + j] = (float)x;
+                else
+                    ((double *)m)[i + j] = x;
             }
         }
         if (unit_rows)
             for (j = 0; j < (size_t)dim && j < 4096; ++j) {
                 double x = v[j] / sqrt(norm);
-                if (esz == 4) ((float *)m)[i + j] = (float)x;
-                else ((double *)m)[i + j] = x;
+                if (esz == 4)
+                    ((float *)m)[i + j] = (float)x;
+                else
+                    ((double *)m)[i + j] = x;
             }
     }
     return lla_tensor_contiguous(m, d->o.dtype, T, heads, dim);
@@ -421,40 +475,27 @@ static lla_backend *open_backend(const char *name, int threads) {
 
 /* ------------------------------------------------------------------ runs */
 
-static int time_forward(lla_backend *be, bench_data *d, int reps, int warmup, int flat,
-                        stats *out) {
+/* The scalar baseline (a few reps, not interleaved: it is 20-40x slower). */
+static int time_forward(lla_backend *be, bench_data *d, int reps, stats *out) {
     size_t ws = 0;
     void *w;
     double t[256];
     int r;
-    lla_status st;
     if (reps > 256) reps = 256;
-#ifdef LLA_HAVE_OPENMP
-    st = flat ? lla__openmp_linear_workspace(be, &d->p, &ws)
-              : lla_forward_workspace(be, &d->p, d->o.dtype, &ws);
-#else
-    if (flat) return 0;
-    st = lla_forward_workspace(be, &d->p, d->o.dtype, &ws);
-#endif
-    if (st != LLA_OK) {
+    if (lla_forward_workspace(be, &d->p, d->o.dtype, &ws) != LLA_OK) {
         fprintf(stderr, "lla-bench: workspace: %s\n", lla_last_error());
         return 0;
     }
     w = aligned_or_die(ws);
-    for (r = -warmup; r < reps; ++r) {
+    for (r = 0; r < reps; ++r) {
         double t0 = now_ms();
-#ifdef LLA_HAVE_OPENMP
-        st = flat ? lla__openmp_linear_forward(be, &d->p, &d->x, d->o, w, ws)
-                  : lla_forward(be, &d->p, &d->x, d->o, NULL, NULL, w, ws);
-#else
-        st = lla_forward(be, &d->p, &d->x, d->o, NULL, NULL, w, ws);
-#endif
-        if (st != LLA_OK) {
-            fprintf(stderr, "lla-bench: forward on %s: %s\n", lla_backend_name(be), lla_last_error());
+        if (lla_forward(be, &d->p, &d->x, d->o, NULL, NULL, w, ws) != LLA_OK) {
+            fprintf(stderr, "lla-bench: forward on %s: %s\n", lla_backend_name(be),
+                    lla_last_error());
             free(w);
             return 0;
         }
-        if (r >= 0) t[r] = now_ms() - t0;
+        t[r] = now_ms() - t0;
     }
     free(w);
     *out = summarize(t, reps);
@@ -603,14 +644,16 @@ static void write_csv(const char *path, const opts *o) {
                "median_ms,min_ms,max_ms,tokens_per_s,model_gflop,gflop_per_s,state_bytes\n");
     for (i = 0; i < g_nrows; ++i) {
         const row *r = &g_rows[i];
-        fprintf(f, "%s,%s,%s,%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%d,%d,%.6f,%.6f,%.6f,%.6g,%.6g,%.6g,%zu\n",
+        fprintf(f,
+                "%s,%s,%s,%s,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%s,%d,%d,%.6f,%.6f,%.6f,%.6g,%"
+                ".6g,%.6g,%zu\n",
                 r->series, r->mode, o->variant == LLA_VARIANT_GDN ? "gdn" : "mamba2",
                 o->hierarchy == LLA_HIERARCHY_STRONG ? "strong" : "weak", (long long)o->B,
-                (long long)r->T, (long long)o->H, (long long)o->G, (long long)o->K,
-                (long long)o->V, (long long)o->chunk, (long long)r->levels,
-                lla_dtype_name(o->dtype), o->threads, o->reps, r->med_ms, r->min_ms, r->max_ms,
-                r->tokens / (r->med_ms * 1e-3), r->flops * 1e-9,
-                r->flops > 0 ? r->flops / (r->med_ms * 1e-3) * 1e-9 : 0.0, r->state_bytes);
+                (long long)r->T, (long long)o->H, (long long)o->G, (long long)o->K, (long long)o->V,
+                (long long)o->chunk, (long long)r->levels, lla_dtype_name(o->dtype), o->threads,
+                o->reps, r->med_ms, r->min_ms, r->max_ms, r->tokens / (r->med_ms * 1e-3),
+                r->flops * 1e-9, r->flops > 0 ? r->flops / (r->med_ms * 1e-3) * 1e-9 : 0.0,
+                r->state_bytes);
     }
     fclose(f);
 }
@@ -623,22 +666,24 @@ static void write_json(const char *path, const opts *o, const char *cpu, const c
         perror(path);
         return;
     }
-    fprintf(f, "{\n  \"commit\": \"%s\",\n  \"cpu\": \"%s\",\n  \"backend\": \"%s\",\n"
-               "  \"backend_description\": \"%s\",\n  \"gemm\": \"%s\",\n"
-               "  \"loadavg_before\": \"%s\",\n  \"loadavg_after\": \"%s\",\n"
-               "  \"variant\": \"%s\", \"hierarchy\": \"%s\", \"B\": %lld, \"H\": %lld, \"G\": %lld,"
-               " \"K\": %lld, \"V\": %lld, \"chunk\": %lld, \"dtype\": \"%s\", \"threads\": %d,"
-               " \"reps\": %d, \"warmup\": %d,\n  \"rows\": [\n",
+    fprintf(f,
+            "{\n  \"commit\": \"%s\",\n  \"cpu\": \"%s\",\n  \"backend\": \"%s\",\n"
+            "  \"backend_description\": \"%s\",\n  \"gemm\": \"%s\",\n"
+            "  \"loadavg_before\": \"%s\",\n  \"loadavg_after\": \"%s\",\n"
+            "  \"variant\": \"%s\", \"hierarchy\": \"%s\", \"B\": %lld, \"H\": %lld, \"G\": %lld,"
+            " \"K\": %lld, \"V\": %lld, \"chunk\": %lld, \"dtype\": \"%s\", \"threads\": %d,"
+            " \"reps\": %d, \"warmup\": %d,\n  \"rows\": [\n",
             LLA_BENCH_COMMIT, cpu, o->backend, desc, gemm_name(), load0, load1,
             o->variant == LLA_VARIANT_GDN ? "gdn" : "mamba2",
             o->hierarchy == LLA_HIERARCHY_STRONG ? "strong" : "weak", (long long)o->B,
-            (long long)o->H, (long long)o->G, (long long)o->K, (long long)o->V,
-            (long long)o->chunk, lla_dtype_name(o->dtype), o->threads, o->reps, o->warmup);
+            (long long)o->H, (long long)o->G, (long long)o->K, (long long)o->V, (long long)o->chunk,
+            lla_dtype_name(o->dtype), o->threads, o->reps, o->warmup);
     for (i = 0; i < g_nrows; ++i) {
         const row *r = &g_rows[i];
-        fprintf(f, "    {\"series\": \"%s\", \"mode\": \"%s\", \"T\": %lld, \"levels\": %lld, "
-                   "\"median_ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, \"tokens_per_s\": %.6g, "
-                   "\"model_gflop\": %.6g, \"gflop_per_s\": %.6g, \"state_bytes\": %zu}%s\n",
+        fprintf(f,
+                "    {\"series\": \"%s\", \"mode\": \"%s\", \"T\": %lld, \"levels\": %lld, "
+                "\"median_ms\": %.6f, \"min_ms\": %.6f, \"max_ms\": %.6f, \"tokens_per_s\": %.6g, "
+                "\"model_gflop\": %.6g, \"gflop_per_s\": %.6g, \"state_bytes\": %zu}%s\n",
                 r->series, r->mode, (long long)r->T, (long long)r->levels, r->med_ms, r->min_ms,
                 r->max_ms, r->tokens / (r->med_ms * 1e-3), r->flops * 1e-9,
                 r->flops > 0 ? r->flops / (r->med_ms * 1e-3) * 1e-9 : 0.0, r->state_bytes,
@@ -676,13 +721,16 @@ static void write_svg(const char *path, const opts *o, const char *title) {
         perror(path);
         return;
     }
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n",
+            W, H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     fprintf(f, "<text x=\"%g\" y=\"22\" font-size=\"14\">%s</text>\n", L, title);
     fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", L, H - Bm,
             W - R, H - Bm);
-    fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", L, Tm, L, H - Bm);
+    fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"black\"/>\n", L, Tm, L,
+            H - Bm);
     for (i = (int)xmin; i <= (int)xmax; ++i) {
         double x = L + (i - xmin) / (xmax - xmin) * (W - L - R);
         fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">%dK</text>\n", x, H - Bm + 18,
@@ -692,14 +740,18 @@ static void write_svg(const char *path, const opts *o, const char *title) {
         double y = H - Bm - i / 4.0 * (H - Tm - Bm);
         fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"end\">%.3g</text>\n", L - 6, y + 4,
                 ymax * 1.1 * i / 4.0);
-        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>\n", L, y, W - R, y);
+        fprintf(f, "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"#ddd\"/>\n", L, y, W - R,
+                y);
     }
-    fprintf(f, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">T (tokens per sequence, %s, "
-               "B=%lld H=%lld K=%lld V=%lld)</text>\n", (L + W - R) / 2, H - 12,
-            o->hierarchy == LLA_HIERARCHY_STRONG ? "strong" : "weak", (long long)o->B,
-            (long long)o->H, (long long)o->K, (long long)o->V);
-    fprintf(f, "<text transform=\"rotate(-90)\" x=\"%g\" y=\"16\" text-anchor=\"middle\">"
-               "microseconds per token (median)</text>\n", -(Tm + H - Bm) / 2);
+    fprintf(f,
+            "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">T (tokens per sequence, %s, "
+            "B=%lld H=%lld K=%lld V=%lld)</text>\n",
+            (L + W - R) / 2, H - 12, o->hierarchy == LLA_HIERARCHY_STRONG ? "strong" : "weak",
+            (long long)o->B, (long long)o->H, (long long)o->K, (long long)o->V);
+    fprintf(f,
+            "<text transform=\"rotate(-90)\" x=\"%g\" y=\"16\" text-anchor=\"middle\">"
+            "microseconds per token (median)</text>\n",
+            -(Tm + H - Bm) / 2);
     for (k = 0; k < ns; ++k) {
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", colors[k]);
         for (i = 0; i < g_nrows; ++i) {
@@ -747,7 +799,8 @@ static int timed_prepare(timed *tm, const opts *o, int kind, lla_backend *be, be
         tm->ga = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
         tm->gb = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
         tm->gc = (float *)aligned_or_die((size_t)n * (size_t)n * 4);
-        for (i = 0; i < n * n; ++i) tm->ga[i] = (float)urand(-1, 1), tm->gb[i] = (float)urand(-1, 1);
+        for (i = 0; i < n * n; ++i)
+            tm->ga[i] = (float)urand(-1, 1), tm->gb[i] = (float)urand(-1, 1);
 #ifdef LLA_BENCH_OPENBLAS
         openblas_set_num_threads(o->threads);
 #elif defined(_OPENMP)
@@ -813,7 +866,8 @@ static double timed_run(timed *tm) {
     case RUN_FWDBWD:
         st = lla_forward(tm->be, &d->p, &d->x, d->o, NULL, NULL, tm->ws, tm->wf);
         if (st == LLA_OK)
-            st = lla_backward(tm->be, &d->p, &d->x, d->x.v, NULL, NULL, &tm->g, NULL, tm->ws, tm->wb);
+            st = lla_backward(tm->be, &d->p, &d->x, d->x.v, NULL, NULL, &tm->g, NULL, tm->ws,
+                              tm->wb);
         break;
     }
     if (st != LLA_OK) {
@@ -839,8 +893,10 @@ static void run_interleaved(timed *tms, int n, int reps, int warmup) {
             double t;
             if (!tms[k].ok) continue;
             t = timed_run(&tms[k]);
-            if (t < 0) tms[k].ok = 0;
-            else if (r >= 0) tms[k].t[r] = t;
+            if (t < 0)
+                tms[k].ok = 0;
+            else if (r >= 0)
+                tms[k].t[r] = t;
         }
 }
 
@@ -862,15 +918,16 @@ int main(int argc, char **argv) {
     if (!be) return 1;
     snprintf(desc, sizeof desc, "%s", lla_backend_description(be));
     printf("lla-bench  lla %s  commit %s\n", lla_version_string(), LLA_BENCH_COMMIT);
-    printf("machine    %s, %ld online CPUs, load average %s\n", cpu,
-           sysconf(_SC_NPROCESSORS_ONLN), load0);
+    printf("machine    %s, %ld online CPUs, load average %s\n", cpu, sysconf(_SC_NPROCESSORS_ONLN),
+           load0);
     printf("backend    %s: %s\n", o.backend, desc);
-    printf("problem    %s %s, B=%lld H=%lld G=%lld K=%lld V=%lld chunk=%lld, %s, gates in [%g, %g], "
-           "%d threads, %d reps after %d warm-up\n",
-           o.variant == LLA_VARIANT_GDN ? "gdn" : "mamba2",
-           o.hierarchy == LLA_HIERARCHY_STRONG ? "strong" : "weak", (long long)o.B, (long long)o.H,
-           (long long)o.G, (long long)o.K, (long long)o.V, (long long)o.chunk,
-           lla_dtype_name(o.dtype), o.g_lo, o.g_hi, o.threads, o.reps, o.warmup);
+    printf(
+        "problem    %s %s, B=%lld H=%lld G=%lld K=%lld V=%lld chunk=%lld, %s, gates in [%g, %g], "
+        "%d threads, %d reps after %d warm-up\n",
+        o.variant == LLA_VARIANT_GDN ? "gdn" : "mamba2",
+        o.hierarchy == LLA_HIERARCHY_STRONG ? "strong" : "weak", (long long)o.B, (long long)o.H,
+        (long long)o.G, (long long)o.K, (long long)o.V, (long long)o.chunk, lla_dtype_name(o.dtype),
+        o.g_lo, o.g_hi, o.threads, o.reps, o.warmup);
     printf("\n%-20s %-8s %9s %11s  %-19s %12s %9s\n", "series", "mode", "T/pos", "median ms",
            "min..max ms", "tokens/s", "GFLOP/s");
 
@@ -901,7 +958,8 @@ int main(int argc, char **argv) {
             s = summarize(tms[k].t, o.reps);
             switch (tms[k].kind) {
             case RUN_GEMM:
-                r = add_row("sgemm 2048^3", "gemm", 2048, 0, s, 0.0, 2.0 * 2048.0 * 2048.0 * 2048.0);
+                r = add_row("sgemm 2048^3", "gemm", 2048, 0, s, 0.0,
+                            2.0 * 2048.0 * 2048.0 * 2048.0);
                 gemm_rate = 2.0 * 2048.0 * 2048.0 * 2048.0 / (s.med * 1e-3) * 1e-9;
                 break;
             case RUN_FORWARD:
@@ -920,7 +978,7 @@ int main(int argc, char **argv) {
         }
         if (o.mode_fwd && sc && T <= o.scalar_max_T) {
             int reps = o.reps > 3 ? 3 : o.reps;
-            if (time_forward(sc, &d, reps, 0, 0, &s)) {
+            if (time_forward(sc, &d, reps, &s)) {
                 row *r = add_row("scalar", "forward", T, d.p.levels, s, (double)(o.B * T), fl);
                 if (r) print_row(r);
             }
@@ -948,7 +1006,8 @@ int main(int argc, char **argv) {
 
     /* ratios the issue's targets ask for, from this run */
     printf("\nratios (this run; load average before %s, after %s)\n", load0, load1);
-    if (gemm_rate > 0) printf("  GEMM rate: %.1f GFLOP/s (%s, %d threads)\n", gemm_rate, gemm_name(), o.threads);
+    if (gemm_rate > 0)
+        printf("  GEMM rate: %.1f GFLOP/s (%s, %d threads)\n", gemm_rate, gemm_name(), o.threads);
     for (i = 0; i < o.nT; ++i) {
         const int64_t T = o.T[i];
         const row *m = find(o.backend, "forward", T), *s = find("scalar", "forward", T);
@@ -957,7 +1016,8 @@ int main(int argc, char **argv) {
         printf("  T=%-7lld", (long long)T);
         if (s) printf("  speed-up vs scalar %.1fx", s->med_ms / m->med_ms);
         if (gemm_rate > 0 && m->flops > 0)
-            printf("  effective %.1f GFLOP/s = %.0f%% of GEMM", m->flops / (m->med_ms * 1e-3) * 1e-9,
+            printf("  effective %.1f GFLOP/s = %.0f%% of GEMM",
+                   m->flops / (m->med_ms * 1e-3) * 1e-9,
                    100.0 * m->flops / (m->med_ms * 1e-3) * 1e-9 / gemm_rate);
         if (l) printf("  log-linear / linear %.2fx", m->med_ms / l->med_ms);
         if (fb) printf("  fwd+bwd / fwd %.2fx", fb->med_ms / m->med_ms);
@@ -971,7 +1031,8 @@ int main(int argc, char **argv) {
                    (long long)a->T, (b->med_ms / b->tokens) / (a->med_ms / a->tokens));
     }
     if (o.mode_decode && o.npos > 1) {
-        const row *a = find(o.backend, "decode", o.pos[0]), *b = find(o.backend, "decode", o.pos[o.npos - 1]);
+        const row *a = find(o.backend, "decode", o.pos[0]),
+                  *b = find(o.backend, "decode", o.pos[o.npos - 1]);
         if (a && b)
             printf("  decode time per token at position %lld / at %lld: %.2fx\n", (long long)b->T,
                    (long long)a->T, b->med_ms / a->med_ms);
@@ -980,7 +1041,8 @@ int main(int argc, char **argv) {
     if (o.json) write_json(o.json, &o, cpu, desc, load0, load1);
     if (o.svg) {
         char title[400];
-        snprintf(title, sizeof title, "lla-bench forward, %s, %d threads, %s", o.backend, o.threads, cpu);
+        snprintf(title, sizeof title, "lla-bench forward, %s, %d threads, %s", o.backend, o.threads,
+                 cpu);
         write_svg(o.svg, &o, title);
     }
     lla_backend_close(be);

@@ -36,39 +36,39 @@ typedef struct bwd_ctx {
     const lla_state *d_final;
     lla_state *d_initial;
     const lla_grads *g;
-    int64_t group;       /* value heads per q/k head */
-    int64_t acc_floats;  /* per accumulator: tensor rows x qk_heads x K */
-    float *acc;          /* nthreads x {dq, dk} accumulators, or NULL (group == 1) */
+    int64_t group;      /* value heads per q/k head */
+    int64_t acc_floats; /* per accumulator: tensor rows x qk_heads x K */
+    float *acc;         /* nthreads x {dq, dk} accumulators, or NULL (group == 1) */
     char *tile_base;
     size_t tile_stride;
 } bwd_ctx;
 
 typedef struct bwd_tiles {
-    thread_tiles t; /* chunk loads, scores s / s2, row scales, the sets of pass 1 */
-    float *kr;      /* Cr x ldK: keys as rows (a copy when not contiguous)     */
+    thread_tiles t;   /* chunk loads, scores s / s2, row scales, the sets of pass 1 */
+    float *kr;        /* Cr x ldK: keys as rows (a copy when not contiguous)     */
     const float *kra; /* keys as read: kr or the input rows                  */
     int64_t ldkr;
-    float *qt;      /* K x ldC: q^T                                            */
-    float *dout;    /* Cr x ldV: d_o (a copy when not contiguous)              */
+    float *qt;        /* K x ldC: q^T                                            */
+    float *dout;      /* Cr x ldV: d_o (a copy when not contiguous)              */
     const float *doa; /* d_o as read: dout or the input rows                 */
     int64_t lddo;
-    float *dot;     /* V x ldC: d_o^T                                          */
-    float *dots;    /* V x ldC: d_o^T with scaled columns                      */
-    float *vt;      /* V x ldC: v^T (Mamba-2 pass 1) or vs^T (pass 2)          */
-    float *rt;      /* K x ldC: a set's read gradient, transposed              */
-    float *dqt;     /* K x ldC: dq^T (the reads' part)                         */
-    float *dq;      /* Cr x ldK: dq (the intra pairs' part)                    */
-    float *qkrows;  /* Cr x ldK: dq / dk as rows, for the stores               */
-    float *dkt;     /* K x ldC: dk^T                                           */
-    float *dv;      /* Cr x ldV                                                */
-    float *dos;     /* Cr x ldV: d_o with scaled rows                          */
-    float *dlam;    /* Cr x NL                                                 */
-    float *erow;    /* ldC                                                     */
-    float *wrow;    /* ldC                                                     */
-    float *dl;      /* ldC                                                     */
-    float *col;     /* ldC: column sums of A .* dA (the pairs' gate terms)      */
-    double *row;    /* Cr: d_o . o                                             */
-    float *de;      /* NL x K x ldV: the state gradient (pass 2)               */
+    float *dot;    /* V x ldC: d_o^T                                          */
+    float *dots;   /* V x ldC: d_o^T with scaled columns                      */
+    float *vt;     /* V x ldC: v^T (Mamba-2 pass 1) or vs^T (pass 2)          */
+    float *rt;     /* K x ldC: a set's read gradient, transposed              */
+    float *dqt;    /* K x ldC: dq^T (the reads' part)                         */
+    float *dq;     /* Cr x ldK: dq (the intra pairs' part)                    */
+    float *qkrows; /* Cr x ldK: dq / dk as rows, for the stores               */
+    float *dkt;    /* K x ldC: dk^T                                           */
+    float *dv;     /* Cr x ldV                                                */
+    float *dos;    /* Cr x ldV: d_o with scaled rows                          */
+    float *dlam;   /* Cr x NL                                                 */
+    float *erow;   /* ldC                                                     */
+    float *wrow;   /* ldC                                                     */
+    float *dl;     /* ldC                                                     */
+    float *col;    /* ldC: column sums of A .* dA (the pairs' gate terms)      */
+    double *row;   /* Cr: d_o . o                                             */
+    float *de;     /* NL x K x ldV: the state gradient (pass 2)               */
     float *acc_dq, *acc_dk;
 } bwd_tiles;
 
@@ -77,8 +77,10 @@ typedef struct bwd_tiles {
 static void layout_tiles(const bwd_ctx *bx, bump *bp, bwd_tiles *bt) {
     const omp_ctx *cx = &bx->c;
     int ok = 1;
-    const int64_t rK = lla__omp_mul_or(cx->Cr, cx->ldK, &ok), rV = lla__omp_mul_or(cx->Cr, cx->ldV, &ok);
-    const int64_t kC = lla__omp_mul_or(cx->K, cx->ldC, &ok), vC = lla__omp_mul_or(cx->V, cx->ldC, &ok);
+    const int64_t rK = lla__omp_mul_or(cx->Cr, cx->ldK, &ok),
+                  rV = lla__omp_mul_or(cx->Cr, cx->ldV, &ok);
+    const int64_t kC = lla__omp_mul_or(cx->K, cx->ldC, &ok),
+                  vC = lla__omp_mul_or(cx->V, cx->ldC, &ok);
     const int64_t rL = lla__omp_mul_or(cx->Cr, cx->NL, &ok);
     const int64_t vK = lla__omp_mul_or(cx->V, cx->ldK, &ok);
     const int64_t de = lla__omp_mul_or(cx->NL, cx->set_floats, &ok);
@@ -143,9 +145,9 @@ static int bwd_layout(bwd_ctx *bx, const lla_problem *p, int nthreads, char *bas
     cx->p0 = (int64_t *)lla__omp_take(&bp, p->batch, sizeof(int64_t));
     bx->tile_base = (char *)lla__omp_take(&bp, cx->nthreads, bx->tile_stride);
     bx->acc = bx->group > 1
-                  ? (float *)lla__omp_take(&bp, lla__omp_mul_or(2 * (int64_t)cx->nthreads,
-                                                                bx->acc_floats, &ok),
-                                           sizeof(float))
+                  ? (float *)lla__omp_take(
+                        &bp, lla__omp_mul_or(2 * (int64_t)cx->nthreads, bx->acc_floats, &ok),
+                        sizeof(float))
                   : NULL;
     if (!ok) return 0;
     *bytes = bp.used;
@@ -358,7 +360,8 @@ static double final_dot(const bwd_ctx *bx, const seq_info *sq, const omp_set *sl
         double part = 0.0;
         if (!st->live) continue;
         for (i = 0; i < cx->K; ++i)
-            for (j = 0; j < cx->V; ++j) part += (double)d[i * cx->V + j] * st->data[i * cx->ldV + j];
+            for (j = 0; j < cx->V; ++j)
+                part += (double)d[i * cx->V + j] * st->data[i * cx->ldV + j];
         s += part * lla__omp_decay(G_end - st->ref);
     }
     return s;
@@ -458,8 +461,8 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
     int l;
     /* dE after the last token: d_final, on the sets the final state has */
     if (bx->d_final) {
-        const float *df = (const float *)lla__state_values(bx->d_final) +
-                          lla__omp_state_head(cx, sq->b, sq->h);
+        const float *df =
+            (const float *)lla__state_values(bx->d_final) + lla__omp_state_head(cx, sq->b, sq->h);
         for (l = 0; l < cx->NL; ++l) {
             const int64_t t = end_pos - 1;
             const int64_t lo = lla__omp_level_start(cx->hier, l, t);
@@ -486,7 +489,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             lla__omp_prefetch_rows(&bx->d_o, sq, a0, pos_a - a0, cx->V);
         }
         load_extra(bx, sq, bt, ch, 2);
-        {   /* the values (rows) and vs^T = (e^{G - gc} v)^T */
+        { /* the values (rows) and vs^T = (e^{G - gc} v)^T */
             const lla_tensor *v = &cx->x->v;
             const int64_t t0 = sq->start + (pos_a - sq->p0);
             if (v->strides[3] == 1) {
@@ -512,7 +515,8 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             if ((live >> dst) & 1u) {
                 const float *D = de + dst * cx->set_floats;
                 for (j = i; j < e; ++j)
-                    bt->t.rs[j - i] = dfac[dst] * (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[j]);
+                    bt->t.rs[j - i] =
+                        dfac[dst] * (float)lla__omp_decay(ch->gc[rows - 1] - ch->gc[j]);
                 kn->gemm(e - i, cx->V, cx->K, bt->kra + i * bt->ldkr, bt->ldkr, D, cx->ldV,
                          bt->dv + i * cx->ldV, cx->ldV, bt->t.rs, 1, LLA_OMP_FULL);
                 for (j = 0; j < cx->K; ++j) bt->t.rs[j] = dfac[dst];
@@ -547,7 +551,8 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             if (!((now >> l) & 1u)) continue;
             for (i = 0; i < rows; ++i) {
                 const int lev = lla__omp_level(cx->hier, pos_a + i, lo);
-                bt->wrow[i] = cx->scale * ch->e[i] * (cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev]);
+                bt->wrow[i] =
+                    cx->scale * ch->e[i] * (cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev]);
             }
             kn->scale_rows(rows, cx->V, bt->wrow, bt->doa, bt->lddo, bt->dos, cx->ldV);
             kn->gemm(cx->K, cx->V, rows, ch->qa, ch->ldq, bt->dos, cx->ldV, D, cx->ldV, NULL,
@@ -568,7 +573,8 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
     }
     /* d_initial: the transpose of the initial move from target p0 - 1 to p0 */
     if (bx->d_initial) {
-        float *di = (float *)lla__state_values(bx->d_initial) + lla__omp_state_head(cx, sq->b, sq->h);
+        float *di =
+            (float *)lla__state_values(bx->d_initial) + lla__omp_state_head(cx, sq->b, sq->h);
         for (l = 0; l < cx->NL; ++l) {
             float *d = di + l * KV;
             int to = -1;
@@ -608,8 +614,8 @@ static void pass_through_grad(const bwd_ctx *bx, const seq_info *sq) {
     const size_t n = (size_t)(cx->NL * cx->K * cx->V) * sizeof(float);
     float *d = (float *)lla__state_values(bx->d_initial) + lla__omp_state_head(cx, sq->b, sq->h);
     if (bx->d_final) {
-        const float *s = (const float *)lla__state_values(bx->d_final) +
-                         lla__omp_state_head(cx, sq->b, sq->h);
+        const float *s =
+            (const float *)lla__state_values(bx->d_final) + lla__omp_state_head(cx, sq->b, sq->h);
         if (s != d) memcpy(d, s, n);
     } else {
         memset(d, 0, n);
@@ -666,9 +672,9 @@ lla_status lla__omp_backward(lla_backend *self, const lla_problem *p, const lla_
         tiles_setup(&bx, tid, &bt);
         if (bx.acc) memset(bt.acc_dq, 0, (size_t)(2 * bx.acc_floats) * sizeof(float));
 #pragma omp barrier
-        /* dynamic: a thread slowed down by other work hands heads to the others.  With heads
-         * sharing a q/k head, which heads meet in which accumulator then varies, and so can
-         * the last bits of dq and dk (not of anything else) */
+            /* dynamic: a thread slowed down by other work hands heads to the others.  With heads
+             * sharing a q/k head, which heads meet in which accumulator then varies, and so can
+             * the last bits of dq and dk (not of anything else) */
 #pragma omp for schedule(dynamic, 1)
         for (task = 0; task < p->batch * p->heads; ++task) {
             seq_info sq;

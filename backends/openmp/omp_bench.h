@@ -13,8 +13,7 @@
 
 #include "lla.h"
 
-lla_status lla__openmp_linear_workspace(lla_backend *backend, const lla_problem *p,
-                                        size_t *bytes);
+lla_status lla__openmp_linear_workspace(lla_backend *backend, const lla_problem *p, size_t *bytes);
 lla_status lla__openmp_linear_forward(lla_backend *backend, const lla_problem *p,
                                       const lla_inputs *x, lla_tensor o, void *workspace,
                                       size_t workspace_bytes);

@@ -26,6 +26,8 @@
  *     (fewer than 2 tasks per thread); otherwise a task is one whole (sequence, head).
  *     With an initial state a sequence is one task.  GDN always runs one task per
  *     (sequence, head) (segment-to-segment transitions would need K x K matrices).
+ * Decays below 1e-30 are flushed to zero (lla__omp_decay), so a set whose weight has died
+ * away is not read at all (and no subnormal float slows a product down).
  * No allocation: everything lives in the caller's workspace (lla__omp_forward_workspace).
  */
 #include "omp_bench.h"
@@ -39,18 +41,7 @@
 
 /* ------------------------------------------------------------------ data */
 
-
-
-
-
-
 /* ------------------------------------------------------------------ workspace layout */
-
-
-
-
-
-
 
 /* Segment storage of one task: exports (the sweep's own sets) and the snapshot read in
  * phase 3, NL + 1 sets each with their pools.  Only pointers: init_sets assigns buffers. */
@@ -77,7 +68,6 @@ static void segment_store(const omp_ctx *cx, int64_t task, seg_store *ss) {
     layout_segment(cx, &bp, ss);
 }
 
-
 static void thread_setup(const omp_ctx *cx, int tid, thread_tiles *tl) {
     bump bp;
     int64_t i;
@@ -94,8 +84,7 @@ static void thread_setup(const omp_ctx *cx, int tid, thread_tiles *tl) {
 }
 
 /* Dimensions, plan bound and the whole layout; base NULL: sizes only.  0 on overflow. */
-static int fwd_layout(omp_ctx *cx, const lla_problem *p, int nthreads, char *base,
-                      size_t *bytes) {
+static int fwd_layout(omp_ctx *cx, const lla_problem *p, int nthreads, char *base, size_t *bytes) {
     bump bp;
     thread_tiles tl;
     int ok = 1;
@@ -213,12 +202,7 @@ static int64_t task_of(const omp_ctx *cx, int64_t b, int64_t h, int64_t seg) {
     return cx->task_off[b] + h * cx->nseg[b] + seg;
 }
 
-
-
-
-
 /* ------------------------------------------------------------------ chunk products */
-
 
 /* Intra block: o = (mask .* scores) v over the pairs inside the chunk (lower triangle).
  * GDN also turns ch->q into q-hat. */
@@ -248,7 +232,7 @@ static void intra(const omp_ctx *cx, thread_tiles *tl, chunk_tiles *ch) {
         for (s = i + 1; s < end; ++s) row[s] = 0.0f;
         if (!cx->unit_lambda)
             lla__omp_lambda_ranges(cx, row, ch->lam + i * cx->NL, ch->pos_a + i, ch->pos_a,
-                          ch->pos_a + i + 1);
+                                   ch->pos_a + i + 1);
     }
     kn->gemm(rows, cx->V, rows, S, ldC, ch->va, ch->ldva, tl->od, tl->ldo, NULL, 0,
              LLA_OMP_LOWER_A);
@@ -264,7 +248,7 @@ static void subdiag(const omp_ctx *cx, thread_tiles *tl, const chunk_tiles *ch,
              LLA_OMP_FULL);
     for (i = 0; i < rows; ++i) {
         lla__omp_lambda_ranges(cx, tl->s2 + i * ldC, ch->lam + i * cx->NL, ch->pos_a + i, pv->pos_a,
-                      pv->pos_a + pv->rows);
+                               pv->pos_a + pv->rows);
         tl->rs[i] = cx->scale * ch->e[i];
     }
     kn->gemm(rows, cx->V, pv->rows, tl->s2, ldC, pv->vs, pv->ldvs, tl->od, tl->ldo, tl->rs, 1,
@@ -273,8 +257,8 @@ static void subdiag(const omp_ctx *cx, thread_tiles *tl, const chunk_tiles *ch,
 
 /* o += sum over the sets: lambda[t, level(t, set.lo)] scale exp(gc_t) exp(G0 - ref) q~_t^T S,
  * G0 = G at the position before the chunk. */
-static void reads(const omp_ctx *cx, thread_tiles *tl, const chunk_tiles *ch,
-                  const omp_set *slots, double G0, int64_t chunk) {
+static void reads(const omp_ctx *cx, thread_tiles *tl, const chunk_tiles *ch, const omp_set *slots,
+                  double G0, int64_t chunk) {
     const lla_omp_kernels *kn = cx->kern;
     int64_t i;
     int l;
@@ -329,20 +313,7 @@ static void store_outputs(const omp_ctx *cx, const seq_info *sq, const chunk_til
 
 /* ------------------------------------------------------------------ sets */
 
-
-
-
-
-
-
-
-
-
 /* ------------------------------------------------------------------ states */
-
-
-
-
 
 /* ------------------------------------------------------------------ phases */
 
@@ -399,10 +370,10 @@ static void phase1(const omp_ctx *cx, thread_tiles *tl, int64_t task) {
         if (!cx->o_direct) store_outputs(cx, &sq, cur, tl->o, 0);
         if (c + 1 < ce) {
             lla__omp_advance(cx, tl, slots, cur, pv, cx->strong && prev_valid && !prev_foreign,
-                    cx->strong, G, pos_e);
+                             cx->strong, G, pos_e);
         } else if (!last_seg) { /* export, relative to the next segment's first position */
             lla__omp_advance(cx, tl, slots, cur, pv, cx->strong && prev_valid && !prev_foreign,
-                    cx->strong, G, pos_e);
+                             cx->strong, G, pos_e);
             if (cx->strong) { /* this chunk, whole, as the pseudo set */
                 omp_set *ps = slots + cx->NL;
                 cx->kern->gemm(cx->K, cx->V, cur->rows, cur->dt, cx->ldC, cur->vs, cur->ldvs,
@@ -414,8 +385,8 @@ static void phase1(const omp_ctx *cx, thread_tiles *tl, int64_t task) {
             }
         } else if (cx->final) { /* relative to the last token */
             lla__omp_advance(cx, tl, slots, cur, pv,
-                    cx->strong && prev_valid && (!prev_foreign || c == cs), 0, G,
-                    end_pos - 1);
+                             cx->strong && prev_valid && (!prev_foreign || c == cs), 0, G,
+                             end_pos - 1);
             lla__omp_write_final(cx, &sq, slots, G + cur->gc[cur->rows - 1], 0);
         }
         G += cur->gc[cur->rows - 1];
@@ -452,7 +423,8 @@ static void phase2(const omp_ctx *cx, int64_t b, int64_t h) {
         if (j > 1) {
             for (l = 0; l <= cx->NL; ++l)
                 if (snap_prev[l].live) lla__omp_set_copy(cx, snap + l, snap_prev + l, 0.0);
-            lla__omp_regroup(cx, snap, (j - 1) * cx->seg_chunks * cx->C, j * cx->seg_chunks * cx->C);
+            lla__omp_regroup(cx, snap, (j - 1) * cx->seg_chunks * cx->C,
+                             j * cx->seg_chunks * cx->C);
         }
         for (l = 0; l <= cx->NL; ++l) {
             omp_set shifted;
@@ -515,8 +487,9 @@ static lla_status run_forward(lla_backend *self, const lla_problem *p, const lla
     memset(&cx, 0, sizeof cx);
     if (!fwd_layout(&cx, p, lla__omp_threads(self), (char *)workspace, &need) ||
         need > workspace_bytes)
-        return lla__set_error(LLA_ERR_WORKSPACE, "openmp forward: workspace has %zu bytes, needs %zu",
-                              workspace_bytes, need);
+        return lla__set_error(LLA_ERR_WORKSPACE,
+                              "openmp forward: workspace has %zu bytes, needs %zu", workspace_bytes,
+                              need);
     cx.x = x;
     cx.o = o;
     cx.initial = initial;
@@ -589,8 +562,7 @@ static lla_status check_linear(lla_backend *b, const lla_problem *p) {
     return LLA_OK;
 }
 
-lla_status lla__openmp_linear_workspace(lla_backend *backend, const lla_problem *p,
-                                        size_t *bytes) {
+lla_status lla__openmp_linear_workspace(lla_backend *backend, const lla_problem *p, size_t *bytes) {
     lla_status st = check_linear(backend, p);
     if (st != LLA_OK) return st;
     if ((st = lla__omp_forward_workspace(backend, p, LLA_DTYPE_F32, bytes)) != LLA_OK) return st;
@@ -612,6 +584,6 @@ lla_status lla__openmp_linear_forward(lla_backend *backend, const lla_problem *p
     a = (uintptr_t)workspace;
     pad = (size_t)((64u - (a & 63u)) & 63u);
     if (workspace_bytes < pad) return lla__set_error(LLA_ERR_WORKSPACE, "workspace too small");
-    return run_forward(backend, p, x, o, NULL, NULL, (char *)workspace + pad,
-                       workspace_bytes - pad, 1);
+    return run_forward(backend, p, x, o, NULL, NULL, (char *)workspace + pad, workspace_bytes - pad,
+                       1);
 }

@@ -47,8 +47,8 @@ lla_status lla__omp_forward_workspace(lla_backend *self, const lla_problem *p, l
 lla_status lla__omp_forward(lla_backend *self, const lla_problem *p, const lla_inputs *x,
                             lla_tensor o, const lla_state *initial, lla_state *final,
                             void *workspace, size_t workspace_bytes);
-lla_status lla__omp_backward_workspace(lla_backend *self, const lla_problem *p,
-                                       lla_dtype dtype, size_t *bytes);
+lla_status lla__omp_backward_workspace(lla_backend *self, const lla_problem *p, lla_dtype dtype,
+                                       size_t *bytes);
 lla_status lla__omp_backward(lla_backend *self, const lla_problem *p, const lla_inputs *x,
                              lla_tensor d_o, const lla_state *initial, const lla_state *d_final,
                              const lla_grads *grads, lla_state *d_initial, void *workspace,

@@ -99,8 +99,8 @@ static lla_status omp_set_threads(lla_backend *self, int threads) {
     const int n = threads > 0 ? threads : impl->default_threads;
     lla__snprintf(self->description, sizeof self->description,
                   "%d threads (%s), %s kernels (%dx%d f32 tiles), f32; f64 via scalar", n,
-                  threads > 0 ? "set_threads" : "OMP_NUM_THREADS", impl->kern->isa,
-                  impl->kern->mr, impl->kern->nr);
+                  threads > 0 ? "set_threads" : "OMP_NUM_THREADS", impl->kern->isa, impl->kern->mr,
+                  impl->kern->nr);
     return LLA_OK;
 }
 
@@ -112,8 +112,10 @@ static lla_status omp_supports(lla_backend *self, const lla_problem *p, lla_dtyp
         return LLA_OK;
     st = lla_scalar_ops.supports ? lla_scalar_ops.supports(self, p, dtype, op) : LLA_OK;
     if (st != LLA_OK)
-        return lla__set_error(st, "openmp: %s tensors are not supported (f32 here, f64 through "
-                                  "the scalar reference)", lla_dtype_name(dtype));
+        return lla__set_error(st,
+                              "openmp: %s tensors are not supported (f32 here, f64 through "
+                              "the scalar reference)",
+                              lla_dtype_name(dtype));
     return LLA_OK;
 }
 
@@ -126,8 +128,8 @@ static void log_fallback(lla_backend *self, lla_dtype dtype, const char *what) {
              what, lla_dtype_name(dtype));
 }
 
-static lla_status omp_forward_workspace(lla_backend *self, const lla_problem *p,
-                                        lla_dtype dtype, size_t *bytes) {
+static lla_status omp_forward_workspace(lla_backend *self, const lla_problem *p, lla_dtype dtype,
+                                        size_t *bytes) {
     if (dtype != LLA_DTYPE_F32) {
         *bytes = 0;
         return lla_scalar_ops.forward_workspace
@@ -150,8 +152,8 @@ static lla_status omp_forward(lla_backend *self, const lla_problem *p, const lla
     return lla__omp_forward(self, p, x, o, initial, final, workspace, workspace_bytes);
 }
 
-static lla_status omp_backward_workspace(lla_backend *self, const lla_problem *p,
-                                         lla_dtype dtype, size_t *bytes) {
+static lla_status omp_backward_workspace(lla_backend *self, const lla_problem *p, lla_dtype dtype,
+                                         size_t *bytes) {
     if (dtype != LLA_DTYPE_F32 || p->variant != LLA_VARIANT_MAMBA2) {
         *bytes = 0;
         return lla_scalar_ops.backward_workspace
@@ -162,9 +164,9 @@ static lla_status omp_backward_workspace(lla_backend *self, const lla_problem *p
 }
 
 static lla_status omp_backward(lla_backend *self, const lla_problem *p, const lla_inputs *x,
-                               lla_tensor d_o, const lla_state *initial,
-                               const lla_state *d_final, const lla_grads *grads,
-                               lla_state *d_initial, void *workspace, size_t workspace_bytes) {
+                               lla_tensor d_o, const lla_state *initial, const lla_state *d_final,
+                               const lla_grads *grads, lla_state *d_initial, void *workspace,
+                               size_t workspace_bytes) {
     if (d_o.dtype != LLA_DTYPE_F32 || p->variant != LLA_VARIANT_MAMBA2) {
         if (!lla_scalar_ops.backward)
             return lla__set_error(LLA_ERR_UNSUPPORTED, "openmp: this backward is not available");

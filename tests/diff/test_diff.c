@@ -22,11 +22,11 @@
  *                           d_final: d_initial too, also with d_initial == d_final
  * Every call: outputs in buffers with guard bytes and padding between elements (all must
  * stay untouched; a backend with device memory gets byte-exact device copies of every
- * buffer, downloaded back before the checks), the workspace poisoned twice (NaN bytes, then a large finite pattern)
- * with bit-identical outputs required, guard bytes after the workspace, initial states
- * unchanged.  An operation is skipped only when lla_backend_supports says unsupported,
- * and the skip is printed.
- * Golden files (../shared/golden): forward, final state and decode on every backend.
+ * buffer, downloaded back before the checks), the workspace poisoned twice (NaN bytes, then a large
+ * finite pattern) with bit-identical outputs required, guard bytes after the workspace, initial
+ * states unchanged.  An operation is skipped only when lla_backend_supports says unsupported, and
+ * the skip is printed. Golden files (../shared/golden): forward, final state and decode on every
+ * backend.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -66,7 +66,7 @@ typedef struct target {
 
 typedef struct job {
     const target *tg;
-    const dcase *dc;   /* NULL: golden file */
+    const dcase *dc; /* NULL: golden file */
     char golden[128];
     char label[200];
 } job;
@@ -174,7 +174,8 @@ static void gtensor_check(const gbuf *g, const char *what) {
             for (h = 0; h < g->heads; ++h)
                 for (d = 0; d < g->dim; ++d) {
                     size_t off = GUARD + (size_t)(b * g->t.strides[0] + t * g->t.strides[1] +
-                                                  h * g->t.strides[2] + d) * sizeof(float);
+                                                  h * g->t.strides[2] + d) *
+                                             sizeof(float);
                     memset(mark + off, 1, sizeof(float));
                 }
     for (i = 0; i < n; ++i)
@@ -298,7 +299,8 @@ static void mirror_get_all(mirror *m) {
     if (!m->device) return;
     if (lla_synchronize(m->be) != LLA_OK) fail_msg("lla_synchronize: %s", lla_last_error());
     for (i = 0; i < m->n; ++i)
-        if (m->e[i].bytes && lla_download(m->be, m->e[i].host, m->e[i].dev, m->e[i].bytes) != LLA_OK)
+        if (m->e[i].bytes &&
+            lla_download(m->be, m->e[i].host, m->e[i].dev, m->e[i].bytes) != LLA_OK)
             fail_msg("lla_download: %s", lla_last_error());
 }
 
@@ -311,7 +313,8 @@ static void mirror_free(mirror *m) {
 static void state_check_guard(const gstate *g, const char *what) {
     size_t i;
     for (i = 0; i < GUARD; ++i)
-        if (g->raw[g->bytes + i] != FILL) fail_msg("%s: state guard byte %lu written", what, (unsigned long)i);
+        if (g->raw[g->bytes + i] != FILL)
+            fail_msg("%s: state guard byte %lu written", what, (unsigned long)i);
 }
 
 static size_t state_count(const lla_state *s) {
@@ -319,8 +322,10 @@ static size_t state_count(const lla_state *s) {
 }
 
 static double state_err(const gstate *a, const gstate *ref, const char *what) {
-    const float *va = (const float *)((const char *)a->s.memory + lla_state_values_offset(a->s.batch));
-    const float *vr = (const float *)((const char *)ref->s.memory + lla_state_values_offset(ref->s.batch));
+    const float *va =
+        (const float *)((const char *)a->s.memory + lla_state_values_offset(a->s.batch));
+    const float *vr =
+        (const float *)((const char *)ref->s.memory + lla_state_values_offset(ref->s.batch));
     const size_t n = state_count(&a->s);
     double num = 0.0, den = 0.0;
     size_t i;
@@ -391,8 +396,8 @@ static int supported(lla_backend *be, const lla_problem *p, lla_op op, const cha
                      const char *what) {
     lla_status st = lla_backend_supports(be, p, LLA_DTYPE_F32, op);
     if (st == LLA_OK) return 1;
-    print_message("    %-58s %-30s SKIPPED: %s says %s (%s)\n", label, what,
-                  lla_backend_name(be), lla_status_str(st), lla_last_error());
+    print_message("    %-58s %-30s SKIPPED: %s says %s (%s)\n", label, what, lla_backend_name(be),
+                  lla_status_str(st), lla_last_error());
     if (st != LLA_ERR_UNSUPPORTED && st != LLA_ERR_DTYPE)
         fail_msg("%s: supports() failed with %s", label, lla_status_str(st));
     return 0;
@@ -409,10 +414,10 @@ static lla_backend *open_target(const target *tg) {
 /* ------------------------------------------------------------------ one case */
 
 typedef struct casedata {
-    lla_problem p;        /* the case (p.seq_offsets -> td->offsets when varlen) */
+    lla_problem p; /* the case (p.seq_offsets -> td->offsets when varlen) */
     test_data *td;
     int64_t bt;
-    test_data *hist;      /* independent history, prefilled by scalar into s0 */
+    test_data *hist; /* independent history, prefilled by scalar into s0 */
     int has_state;
 } casedata;
 
@@ -471,16 +476,14 @@ static gstate prefill(lla_backend *sc, const casedata *cd) {
     gstate s = state_new(&cd->p);
     int64_t bt = td_tensor_batch(&cd->hist->p);
     gbuf o = gtensor(bt, cd->hist->p.seqlen, cd->p.heads, cd->p.dv, 0);
-    assert_int_equal(forward_poisoned(sc, &cd->hist->p, &cd->hist->x, &o, NULL, &s, 0xff,
-                                      "history"),
-                     LLA_OK);
+    assert_int_equal(
+        forward_poisoned(sc, &cd->hist->p, &cd->hist->x, &o, NULL, &s, 0xff, "history"), LLA_OK);
     gfree(&o);
     return s;
 }
 
-static void run_forward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
-                             gstate *init, int with_final, int in_place, const char *label,
-                             const char *what) {
+static void run_forward_pair(lla_backend *be, lla_backend *sc, const casedata *cd, gstate *init,
+                             int with_final, int in_place, const char *label, const char *what) {
     const lla_problem *p = &cd->p;
     gbuf o_ref = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
     gbuf o1 = gtensor(cd->bt, p->seqlen, p->heads, p->dv, cd->td->strided);
@@ -503,9 +506,9 @@ static void run_forward_pair(lla_backend *be, lla_backend *sc, const casedata *c
         }
     }
     if (init) init_copy = state_clone(p, init);
-    assert_int_equal(forward_poisoned(sc, p, &cd->td->x, &o_ref, init, have_f ? &f_ref : NULL,
-                                      0xff, label),
-                     LLA_OK);
+    assert_int_equal(
+        forward_poisoned(sc, p, &cd->td->x, &o_ref, init, have_f ? &f_ref : NULL, 0xff, label),
+        LLA_OK);
     assert_int_equal(forward_poisoned(be, p, &cd->td->x, &o1, in_place ? &f1 : init,
                                       have_f ? &f1 : NULL, 0xff, label),
                      LLA_OK);
@@ -604,7 +607,7 @@ static const char *const grad_names[6] = {"dq", "dk", "dv", "dg", "dlambda", "db
 
 static void grads_new(gradset *gs, const casedata *cd) {
     const lla_problem *p = &cd->p;
-    const int64_t dims[6][2] = {{p->qk_heads, p->dk}, {p->qk_heads, p->dk}, {p->heads, p->dv},
+    const int64_t dims[6][2] = {{p->qk_heads, p->dk}, {p->qk_heads, p->dk},  {p->heads, p->dv},
                                 {p->heads, 1},        {p->heads, p->levels}, {p->heads, 1}};
     int i;
     for (i = 0; i < 6; ++i)
@@ -643,9 +646,8 @@ static void backward_poisoned(lla_backend *be, const casedata *cd, const test_da
     if (d_final) sf = mirror_state(&m, d_final);
     if (d_initial) sdi = mirror_state(&m, d_initial);
     wd = mirror_put(&m, w, ws + GUARD);
-    assert_int_equal(lla_backward(be, &cd->p, &xd, dd.v, init ? &si : NULL,
-                                  d_final ? &sf : NULL, &gd, d_initial ? &sdi : NULL,
-                                  ws ? wd : NULL, ws),
+    assert_int_equal(lla_backward(be, &cd->p, &xd, dd.v, init ? &si : NULL, d_final ? &sf : NULL,
+                                  &gd, d_initial ? &sdi : NULL, ws ? wd : NULL, ws),
                      LLA_OK);
     mirror_get_all(&m);
     mirror_free(&m);
@@ -657,10 +659,10 @@ static void backward_poisoned(lla_backend *be, const casedata *cd, const test_da
 /* Gradients against scalar, without states and (when the case has one) from an initial
  * state with a random d_final, d_initial compared too, then again with d_initial ==
  * d_final.  Two poisons of the workspace must give bit-identical gradients. */
-static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *cd,
-                              gstate *init, const char *label) {
+static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *cd, gstate *init,
+                              const char *label) {
     const lla_problem *p = &cd->p;
-    const int64_t dims[6][2] = {{p->qk_heads, p->dk}, {p->qk_heads, p->dk}, {p->heads, p->dv},
+    const int64_t dims[6][2] = {{p->qk_heads, p->dk}, {p->qk_heads, p->dk},  {p->heads, p->dv},
                                 {p->heads, 1},        {p->heads, p->levels}, {p->heads, 1}};
     gradset ref, got, again;
     gstate dfin, di_ref, di_be, alias;
@@ -688,10 +690,10 @@ static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *
     grads_new(&ref, cd);
     grads_new(&got, cd);
     grads_new(&again, cd);
-    backward_poisoned(sc, cd, dod, init, init ? &dfin : NULL, &ref, init ? &di_ref : NULL,
-                      0xff, label);
-    backward_poisoned(be, cd, dod, init, init ? &dfin : NULL, &got, init ? &di_be : NULL,
-                      0xff, label);
+    backward_poisoned(sc, cd, dod, init, init ? &dfin : NULL, &ref, init ? &di_ref : NULL, 0xff,
+                      label);
+    backward_poisoned(be, cd, dod, init, init ? &dfin : NULL, &got, init ? &di_be : NULL, 0xff,
+                      label);
     backward_poisoned(be, cd, dod, init, init ? &dfin : NULL, &again, NULL, FILL, label);
     for (i = 0; i < 6; ++i) {
         double e;
@@ -714,8 +716,8 @@ static void run_backward_pair(lla_backend *be, lla_backend *sc, const casedata *
         }
     }
     if (same)
-        print_message("    %-58s %-30s (bit-identical to scalar: %s ran the scalar path)\n",
-                      label, "backward", lla_backend_name(be));
+        print_message("    %-58s %-30s (bit-identical to scalar: %s ran the scalar path)\n", label,
+                      "backward", lla_backend_name(be));
     if (init) {
         check_err(label, "backward d_initial", state_err(&di_be, &di_ref, label), TOL_GRAD_F32);
         state_check_guard(&di_be, label);
@@ -867,7 +869,8 @@ static void test_golden(void **state) {
                 ts[0] = &xt.q, ts[1] = &xt.k, ts[2] = &xt.v, ts[3] = &xt.g, ts[4] = &xt.lambda;
                 ts[5] = &xt.beta;
                 for (i = 0; i < 6; ++i)
-                    ts[i]->data = (char *)ts[i]->data + (size_t)(t * ts[i]->strides[1]) * sizeof(float);
+                    ts[i]->data =
+                        (char *)ts[i]->data + (size_t)(t * ts[i]->strides[1]) * sizeof(float);
                 ot.data = (char *)ot.data + (size_t)(t * ot.strides[1]) * sizeof(float);
                 assert_int_equal(lla_decode_step(be, &one, &sd, &xt, ot), LLA_OK);
             }
@@ -917,11 +920,13 @@ static void find_targets(void) {
         if (strcmp(info.name, "openmp") == 0) {
             int t;
             for (t = 1; t <= 3 && g_ntargets < MAX_TARGETS; ++t) {
-                snprintf(g_targets[g_ntargets].backend, sizeof g_targets[0].backend, "%.31s", info.name);
+                snprintf(g_targets[g_ntargets].backend, sizeof g_targets[0].backend, "%.31s",
+                         info.name);
                 g_targets[g_ntargets++].threads = t;
             }
         } else if (g_ntargets < MAX_TARGETS) {
-            snprintf(g_targets[g_ntargets].backend, sizeof g_targets[0].backend, "%.31s", info.name);
+            snprintf(g_targets[g_ntargets].backend, sizeof g_targets[0].backend, "%.31s",
+                     info.name);
             g_targets[g_ntargets++].threads = 0;
         }
     }
@@ -941,12 +946,14 @@ int main(void) {
         return 77;
     }
     jobs = (job *)calloc((size_t)g_ntargets * (size_t)(g_ncases + ngolden), sizeof *jobs);
-    tests = (struct CMUnitTest *)calloc((size_t)g_ntargets * (size_t)(g_ncases + ngolden), sizeof *tests);
+    tests = (struct CMUnitTest *)calloc((size_t)g_ntargets * (size_t)(g_ncases + ngolden),
+                                        sizeof *tests);
     if (!jobs || !tests) return 1;
     for (k = 0; k < g_ntargets; ++k) {
         char who[48];
         if (g_targets[k].threads)
-            snprintf(who, sizeof who, "%.31s/%dt", g_targets[k].backend, g_targets[k].threads % 100);
+            snprintf(who, sizeof who, "%.31s/%dt", g_targets[k].backend,
+                     g_targets[k].threads % 100);
         else
             snprintf(who, sizeof who, "%.31s", g_targets[k].backend);
         for (i = 0; i < g_ncases; ++i, ++nt) {
