@@ -329,8 +329,9 @@ static void reads_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
         /* rt = E_L d_o^T (K x rows); the column factors f scale e^{gc_i} come after */
         kn->gemm(cx->K, rows, cx->V, st->data, cx->ldV, bt->dot, ldC, bt->rt, ldC, NULL, 0,
                  LLA_OMP_FULL);
+        lla__omp_row_levels(cx->hier, ch->pos_a, rows, st->lo, bt->t.lev);
         for (i = 0; i < rows; ++i) {
-            const int lev = lla__omp_level(cx->hier, ch->pos_a + i, st->lo);
+            const int lev = bt->t.lev[i];
             const float lam = cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev];
             bt->erow[i] = (float)(f * ch->e[i]);
             bt->wrow[i] = lam * bt->erow[i];
@@ -338,7 +339,7 @@ static void reads_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
         }
         kn->coldot_axpy(cx->K, rows, bt->qt, ldC, bt->rt, ldC, bt->wrow, bt->dl, bt->dqt, ldC);
         for (i = 0; i < rows; ++i) {
-            const int lev = lla__omp_level(cx->hier, ch->pos_a + i, st->lo);
+            const int lev = bt->t.lev[i];
             const float d = bt->erow[i] * bt->dl[i];
             bt->dlam[i * cx->NL + lev] += d;
             bt->row[i] += (double)(bt->wrow[i] * bt->dl[i]);
@@ -549,8 +550,9 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             const int64_t lo = lla__omp_level_start(cx->hier, l, pos_a);
             float *D = de + l * cx->set_floats;
             if (!((now >> l) & 1u)) continue;
+            lla__omp_row_levels(cx->hier, pos_a, rows, lo, bt->t.lev);
             for (i = 0; i < rows; ++i) {
-                const int lev = lla__omp_level(cx->hier, pos_a + i, lo);
+                const int lev = bt->t.lev[i];
                 bt->wrow[i] =
                     cx->scale * ch->e[i] * (cx->unit_lambda ? 1.0f : ch->lam[i * cx->NL + lev]);
             }

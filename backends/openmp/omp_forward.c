@@ -268,10 +268,10 @@ static void reads(const omp_ctx *cx, thread_tiles *tl, const chunk_tiles *ch, co
         if (!st->live || st->from_chunk > chunk) continue;
         f = lla__omp_decay(G0 - st->ref) * cx->scale;
         if (f == 0.0) continue;
+        if (!cx->unit_lambda) lla__omp_row_levels(cx->hier, ch->pos_a, ch->rows, st->lo, tl->lev);
         for (i = 0; i < ch->rows; ++i) {
             double w = f * ch->e[i];
-            if (!cx->unit_lambda)
-                w *= ch->lam[i * cx->NL + lla__omp_level(cx->hier, ch->pos_a + i, st->lo)];
+            if (!cx->unit_lambda) w *= ch->lam[i * cx->NL + tl->lev[i]];
             tl->rs[i] = (float)w;
         }
         kn->gemm(ch->rows, cx->V, cx->K, ch->qa, ch->ldq, st->data, cx->ldV, tl->od, tl->ldo,

@@ -73,6 +73,7 @@ void lla__omp_layout_thread(const omp_ctx *cx, bump *bp, thread_tiles *tl) {
     tl->o = (float *)lla__omp_take(bp, rV, sizeof(float));
     tl->rs = (float *)lla__omp_take(bp, nrow, sizeof(float));
     tl->neg1 = (float *)lla__omp_take(bp, nrow, sizeof(float));
+    tl->lev = (int *)lla__omp_take(bp, cx->Cr, sizeof(int));
     tl->tmp = (float *)lla__omp_take(bp, cx->set_floats, sizeof(float));
     tl->bk = cx->gdn ? (float *)lla__omp_take(bp, rK, sizeof(float)) : NULL;
     tl->x = cx->gdn ? (float *)lla__omp_take(bp, rV, sizeof(float)) : NULL;
@@ -123,6 +124,18 @@ void lla__omp_prefetch_rows(const lla_tensor *x, const seq_info *sq, int64_t pos
 #else
     (void)x, (void)sq, (void)pos_a, (void)rows, (void)D;
 #endif
+}
+
+/* lev[i] = level(pos_a + i, lo) for i < rows (lo < pos_a: a set read by a chunk).  A pair's
+ * level never decreases as the target moves on, so equal ends mean one level throughout. */
+void lla__omp_row_levels(int hierarchy, int64_t pos_a, int64_t rows, int64_t lo, int *lev) {
+    const int first = lla__omp_level(hierarchy, pos_a, lo);
+    int64_t i;
+    if (lla__omp_level(hierarchy, pos_a + rows - 1, lo) == first) {
+        for (i = 0; i < rows; ++i) lev[i] = first;
+        return;
+    }
+    for (i = 0; i < rows; ++i) lev[i] = lla__omp_level(hierarchy, pos_a + i, lo);
 }
 
 float lla__omp_load_scalar(const lla_tensor *x, int64_t tb, int64_t t, int64_t h) {

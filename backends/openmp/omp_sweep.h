@@ -47,6 +47,7 @@ typedef struct thread_tiles {
     float *od;         /* where the products write them: o, or the output tensor rows  */
     int64_t ldo;
     float *rs, *neg1; /* max(Cr, K): row scales, and -1 everywhere                    */
+    int *lev;         /* Cr: per-row levels of the set being read                     */
     float *tmp;       /* K x ldV                                                      */
     float *bk;        /* Cr x ldK (GDN: beta k)                                       */
     float *x;         /* Cr x ldV (GDN: W H)                                          */
@@ -117,6 +118,8 @@ void lla__omp_load_rows(const lla_tensor *x, int64_t tb, int64_t t0, int64_t row
 
 void lla__omp_prefetch_rows(const lla_tensor *x, const seq_info *sq, int64_t pos_a, int64_t rows,
                             int64_t D);
+
+void lla__omp_row_levels(int hierarchy, int64_t pos_a, int64_t rows, int64_t lo, int *lev);
 
 float lla__omp_load_scalar(const lla_tensor *x, int64_t tb, int64_t t, int64_t h);
 
