@@ -282,7 +282,7 @@ lla_status lla_forward(lla_backend *b, const lla_problem *p, const lla_inputs *x
     if (need_backend(b)) return LLA_ERR_ARG;
     if ((st = lla__check_problem(p, &longest)) != LLA_OK) return st;
     if ((st = lla__check_inputs(p, x, o.dtype)) != LLA_OK) return st;
-    if ((st = lla__check_tensor("o", &o, o.dtype)) != LLA_OK) return st;
+    if ((st = lla__check_output("o", p, &o, o.dtype)) != LLA_OK) return st;
     if (initial) {
         if ((st = lla__check_state("initial", p, initial, o.dtype)) != LLA_OK) return st;
         if ((st = check_positions(b, p, initial, p->seqlen, 1)) != LLA_OK) return st;
@@ -308,7 +308,7 @@ lla_status lla_backward(lla_backend *b, const lla_problem *p, const lla_inputs *
     if (need_backend(b)) return LLA_ERR_ARG;
     if ((st = lla__check_problem(p, &longest)) != LLA_OK) return st;
     if ((st = lla__check_inputs(p, x, d_o.dtype)) != LLA_OK) return st;
-    if ((st = lla__check_tensor("d_o", &d_o, d_o.dtype)) != LLA_OK) return st;
+    if ((st = lla__check_output("d_o", p, &d_o, d_o.dtype)) != LLA_OK) return st;
     if ((st = lla__check_grads(p, grads, d_o.dtype)) != LLA_OK) return st;
     if (initial) {
         if ((st = lla__check_state("initial", p, initial, d_o.dtype)) != LLA_OK) return st;
@@ -342,7 +342,7 @@ lla_status lla_decode_step(lla_backend *b, const lla_problem *p, lla_state *stat
     one.seq_offsets = NULL;
     if ((st = lla__check_problem(&one, NULL)) != LLA_OK) return st;
     if ((st = lla__check_inputs(&one, x, o.dtype)) != LLA_OK) return st;
-    if ((st = lla__check_tensor("o", &o, o.dtype)) != LLA_OK) return st;
+    if ((st = lla__check_output("o", &one, &o, o.dtype)) != LLA_OK) return st;
     if ((st = lla__check_state("decode", &one, state, o.dtype)) != LLA_OK) return st;
     if ((st = check_positions(b, &one, state, 1, 0)) != LLA_OK) return st;
     if ((st = lla_backend_supports(b, &one, o.dtype, LLA_OP_DECODE)) != LLA_OK) return st;

@@ -32,7 +32,7 @@ lla_status lla__check_problem(const lla_problem *p, int64_t *max_len) {
         return lla__set_error(LLA_ERR_SHAPE, "chunk %lld is not 0 or a power of two <= 1024",
                               (long long)p->chunk);
     if (!(p->scale == p->scale) || p->scale > 1e300 || p->scale < -1e300)
-        return lla__set_error(LLA_ERR_ARG, "scale is not finite");
+        return lla__set_error(LLA_ERR_ARG, "scale is not finite or beyond +-1e300");
     /* Every element count of every tensor, and its byte count, must fit. */
     {
         int64_t widest = p->dk > p->dv ? p->dk : p->dv, bt, count;
@@ -89,6 +89,41 @@ lla_status lla__check_tensor(const char *name, const lla_tensor *t, lla_dtype dt
     return LLA_OK;
 }
 
+/* The element offsets of a [bt, T, heads, dim] view can be formed without overflow: the
+ * sum over dimensions of |stride| * (extent - 1) elements fits in ptrdiff_t bytes.  Larger
+ * strides address nothing, and computing an element's offset would overflow int64 (and
+ * the pointer).  A dimension of extent 1 never multiplies its stride, so unused strides
+ * (varlen strides[0], strides[3] of g and beta) may hold anything. */
+static lla_status check_strides(const char *name, const lla_tensor *t, const lla_problem *p,
+                                int64_t heads, int64_t dim) {
+    const int64_t ext[4] = {p->seq_offsets ? 1 : p->batch, p->seqlen, heads, dim};
+    const uint64_t limit = (uint64_t)PTRDIFF_MAX / lla_dtype_size(t->dtype);
+    uint64_t span = 0;
+    int d;
+    for (d = 0; d < 4; ++d) {
+        int64_t s = t->strides[d];
+        uint64_t magnitude = s < 0 ? (uint64_t)0 - (uint64_t)s : (uint64_t)s, steps;
+        if (ext[d] <= 1 || magnitude == 0) continue;
+        steps = (uint64_t)(ext[d] - 1);
+        if (magnitude > (limit - span) / steps)
+            return lla__set_error(LLA_ERR_SHAPE,
+                                  "tensor %s: strides (%lld, %lld, %lld, %lld) over extents "
+                                  "%lld x %lld x %lld x %lld reach past the address range",
+                                  name, (long long)t->strides[0], (long long)t->strides[1],
+                                  (long long)t->strides[2], (long long)t->strides[3],
+                                  (long long)ext[0], (long long)ext[1], (long long)ext[2],
+                                  (long long)ext[3]);
+        span += magnitude * steps;
+    }
+    return LLA_OK;
+}
+
+lla_status lla__check_output(const char *name, const lla_problem *p, const lla_tensor *t,
+                             lla_dtype dtype) {
+    lla_status st = lla__check_tensor(name, t, dtype);
+    return st != LLA_OK ? st : check_strides(name, t, p, p->heads, p->dv);
+}
+
 lla_status lla__check_inputs(const lla_problem *p, const lla_inputs *x, lla_dtype dtype) {
     lla_status st;
     if (!x) return lla__set_error(LLA_ERR_ARG, "inputs is NULL");
@@ -105,6 +140,14 @@ lla_status lla__check_inputs(const lla_problem *p, const lla_inputs *x, lla_dtyp
     }
     if (p->variant == LLA_VARIANT_GDN &&
         (st = lla__check_tensor("beta", &x->beta, dtype)) != LLA_OK)
+        return st;
+    if ((st = check_strides("q", &x->q, p, p->qk_heads, p->dk)) != LLA_OK ||
+        (st = check_strides("k", &x->k, p, p->qk_heads, p->dk)) != LLA_OK ||
+        (st = check_strides("v", &x->v, p, p->heads, p->dv)) != LLA_OK ||
+        (st = check_strides("lambda", &x->lambda, p, p->heads, p->levels)) != LLA_OK ||
+        (st = check_strides("g", &x->g, p, p->heads, 1)) != LLA_OK)
+        return st;
+    if (p->variant == LLA_VARIANT_GDN && (st = check_strides("beta", &x->beta, p, p->heads, 1)) != LLA_OK)
         return st;
     return LLA_OK;
 }
@@ -123,6 +166,15 @@ lla_status lla__check_grads(const lla_problem *p, const lla_grads *g, lla_dtype 
     }
     if (p->variant == LLA_VARIANT_GDN &&
         (st = lla__check_tensor("dbeta", &g->dbeta, dtype)) != LLA_OK)
+        return st;
+    if ((st = check_strides("dq", &g->dq, p, p->qk_heads, p->dk)) != LLA_OK ||
+        (st = check_strides("dk", &g->dk, p, p->qk_heads, p->dk)) != LLA_OK ||
+        (st = check_strides("dv", &g->dv, p, p->heads, p->dv)) != LLA_OK ||
+        (st = check_strides("dlambda", &g->dlambda, p, p->heads, p->levels)) != LLA_OK ||
+        (st = check_strides("dg", &g->dg, p, p->heads, 1)) != LLA_OK)
+        return st;
+    if (p->variant == LLA_VARIANT_GDN &&
+        (st = check_strides("dbeta", &g->dbeta, p, p->heads, 1)) != LLA_OK)
         return st;
     return LLA_OK;
 }

@@ -41,7 +41,7 @@ lla_status lla_oracle_forward(const lla_problem *p, const lla_inputs *x, lla_ten
     if ((st = check_host_dtype(&x->q, "q")) != LLA_OK) return st;
     /* Inputs share one dtype (F32 or F64); o may be either. */
     if ((st = lla__check_inputs(p, x, x->q.dtype)) != LLA_OK) return st;
-    if ((st = lla__check_tensor("o", &o, o.dtype)) != LLA_OK) return st;
+    if ((st = lla__check_output("o", p, &o, o.dtype)) != LLA_OK) return st;
     if ((st = lla_oracle_workspace(p, &need)) != LLA_OK) return st;
     if (!workspace || workspace_bytes < need)
         return lla__set_error(LLA_ERR_WORKSPACE, "oracle workspace has %zu bytes, needs %zu",

@@ -190,7 +190,7 @@ lla_status lla_oracle_backward(const lla_problem *p, const lla_inputs *x, lla_te
     if ((st = check_host(&x->q, "q")) != LLA_OK) return st;
     if ((st = check_host(&d_o, "d_o")) != LLA_OK) return st;
     if ((st = lla__check_inputs(p, x, x->q.dtype)) != LLA_OK) return st;
-    if ((st = lla__check_tensor("d_o", &d_o, d_o.dtype)) != LLA_OK) return st;
+    if ((st = lla__check_output("d_o", p, &d_o, d_o.dtype)) != LLA_OK) return st;
     if ((st = lla__check_grads(p, grads, d_o.dtype)) != LLA_OK) return st;
     if ((st = lla_oracle_backward_workspace(p, &need)) != LLA_OK) return st;
     if (!workspace || workspace_bytes < need)

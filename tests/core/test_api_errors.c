@@ -184,6 +184,8 @@ static void problem_check_errors(void **state) {
     REJECT(NULL, lla_problem_check(&bad), LLA_ERR_ARG, "scale is not finite");
     bad = p; bad.scale = INFINITY;
     REJECT(NULL, lla_problem_check(&bad), LLA_ERR_ARG, "scale is not finite");
+    bad = p; bad.scale = -1e301; /* finite but would overflow the products */
+    REJECT(NULL, lla_problem_check(&bad), LLA_ERR_ARG, "beyond +-1e300");
     /* seqlen * heads * dk beyond INT64_MAX */
     bad = p; bad.batch = 1; bad.seqlen = (int64_t)1 << 40; bad.heads = bad.qk_heads = (int64_t)1 << 20;
     bad.dk = 1 << 10; bad.levels = 62;
