@@ -30,6 +30,8 @@
 #include <omp.h>
 #endif
 
+#define ACC_ROWS 8 /* rows per block of the group accumulators (transposed in the block) */
+
 typedef struct bwd_ctx {
     omp_ctx c; /* dimensions, kernels, inputs; c.initial / c.final as in the forward */
     lla_tensor d_o;
@@ -94,7 +96,6 @@ static void layout_tiles(const bwd_ctx *bx, bump *bp, bwd_tiles *bt) {
     bt->vt = (float *)lla__omp_take(bp, vC, sizeof(float));
     bt->rt = (float *)lla__omp_take(bp, kC, sizeof(float));
     bt->dqt = (float *)lla__omp_take(bp, kC, sizeof(float));
-    bt->dq = (float *)lla__omp_take(bp, rK, sizeof(float));
     bt->qkrows = (float *)lla__omp_take(bp, rK, sizeof(float));
     bt->dkt = (float *)lla__omp_take(bp, kC, sizeof(float));
     bt->dv = (float *)lla__omp_take(bp, rV, sizeof(float));
@@ -131,7 +132,9 @@ static int bwd_layout(bwd_ctx *bx, const lla_problem *p, int nthreads, char *bas
     cx->nthreads = nthreads < 1 ? 1 : nthreads;
     bx->group = p->heads / p->qk_heads;
     rows = lla__omp_mul_or(p->seq_offsets ? 1 : p->batch, p->seqlen, &ok);
-    bx->acc_floats = lla__omp_mul_or(lla__omp_mul_or(rows, p->qk_heads, &ok), p->dk, &ok);
+    /* accumulators hold blocks of ACC_ROWS rows transposed: [row / 8][qk head][K][row % 8] */
+    bx->acc_floats = lla__omp_mul_or(
+        lla__omp_mul_or((rows + ACC_ROWS - 1) / ACC_ROWS * ACC_ROWS, p->qk_heads, &ok), p->dk, &ok);
     if (!ok) return 0;
     one.base = NULL;
     one.used = 0;
@@ -206,23 +209,31 @@ static void load_extra(const bwd_ctx *bx, const seq_info *sq, bwd_tiles *bt, con
     }
 }
 
-/* Adds (or stores) the chunk's dq or dk, given transposed (t: K x rows) plus optionally
- * as rows (r: rows x K): into the thread's group accumulator, or the output tensor (one
- * head per q/k head). */
+/* Adds (or stores) the chunk's dq or dk, given transposed (t: K x rows): into the thread's
+ * group accumulator, whose blocks are transposed too (no transpose here), or as rows into
+ * the output tensor (one head per q/k head). */
 static void put_qk(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq, const chunk_tiles *ch,
-                   const float *t, const float *r, const lla_tensor *out, float *acc, int add) {
+                   const float *t, const lla_tensor *out, float *acc, int add) {
     const omp_ctx *cx = &bx->c;
-    const int64_t t0 = sq->start + (ch->pos_a - sq->p0), K = cx->K;
-    float *rows = bt->qkrows;
+    const int64_t t0 = sq->start + (ch->pos_a - sq->p0), K = cx->K, G = cx->p->qk_heads;
     int64_t i, d;
-    cx->kern->transpose(K, ch->rows, t, cx->ldC, rows, cx->ldK);
-    if (r) cx->kern->axpby(ch->rows * cx->ldK, 1.0f, rows, 1.0f, r);
-    for (i = 0; i < ch->rows; ++i) {
-        const float *src = rows + i * cx->ldK;
-        if (acc) {
-            float *dst = acc + ((sq->tb * cx->p->seqlen + t0 + i) * cx->p->qk_heads + sq->hq) * K;
-            for (d = 0; d < K; ++d) dst[d] += src[d];
-        } else {
+    if (acc) {
+        for (i = 0; i < ch->rows;) {
+            const int64_t r = sq->tb * cx->p->seqlen + t0 + i, lane = r % ACC_ROWS;
+            const int64_t n = ACC_ROWS - lane < ch->rows - i ? ACC_ROWS - lane : ch->rows - i;
+            float *blk = acc + ((r / ACC_ROWS) * G + sq->hq) * K * ACC_ROWS + lane;
+            int64_t j;
+            for (d = 0; d < K; ++d)
+                for (j = 0; j < n; ++j) blk[d * ACC_ROWS + j] += t[d * cx->ldC + i + j];
+            i += n;
+        }
+        return;
+    }
+    {
+        float *rows = bt->qkrows;
+        cx->kern->transpose(K, ch->rows, t, cx->ldC, rows, cx->ldK);
+        for (i = 0; i < ch->rows; ++i) {
+            const float *src = rows + i * cx->ldK;
             float *dst = (float *)out->data + lla__offset(out, sq->tb, t0 + i, sq->hq, 0);
             const int64_t s3 = out->strides[3];
             if (add)
@@ -252,7 +263,7 @@ static void put_rows(const seq_info *sq, const chunk_tiles *ch, const float *t, 
 /* ------------------------------------------------------------------ pass 1 */
 
 /* Intra-chunk pairs: A_ij = lambda_ij scale e^{gc_i - gc_j} (q_i . k_j), dA = d_o v^T.
- * dq = (dA .* P) K, dk^T = Q^T (dA .* P), dv = A^T d_o, dlambda, and the pairs' gate
+ * dq^T = K^T (dA .* P)^T, dk^T = Q^T (dA .* P), dv = A^T d_o, dlambda, and the pairs' gate
  * terms row_i = sum_j (A .* dA)_ij - sum_j (A .* dA)_ji (same products, so a token's own
  * pair cancels exactly). */
 static void intra_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *ch) {
@@ -306,9 +317,9 @@ static void intra_backward(const bwd_ctx *bx, bwd_tiles *bt, const chunk_tiles *
     /* dk^T = Q^T Z  (q read transposed; Z lower triangular) */
     kn->gemm(cx->K, rows, rows, ch->qa, ch->ldq, dA, ldC, bt->dkt, ldC, NULL, 0,
              LLA_OMP_TRANS_A | LLA_OMP_LOWER_B);
-    /* dq = Z K  (Z lower triangular) */
-    kn->gemm(rows, cx->K, rows, dA, ldC, bt->kra, bt->ldkr, bt->dq, cx->ldK, NULL, 0,
-             LLA_OMP_LOWER_A);
+    /* dq^T = K^T Z^T  (Z^T upper triangular; S is free now) */
+    kn->transpose(rows, rows, dA, ldC, S, ldC);
+    kn->gemm(cx->K, rows, rows, ch->kt, ldC, S, ldC, bt->dqt, ldC, NULL, 1, LLA_OMP_UPPER_B);
 }
 
 /* Reads of the sets E: with r = E_L d_o_i (true E = f_L data) and u_i = scale e^{gc_i} q_i:
@@ -399,8 +410,8 @@ static void pass1(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
         intra_backward(bx, bt, ch);
         reads_backward(bx, bt, ch, slots, G);
         /* dq (complete), the intra part of dk and dv, dlambda (complete), the row term */
-        put_qk(bx, bt, sq, ch, bt->dqt, bt->dq, &bx->g->dq, bt->acc_dq, 0);
-        put_qk(bx, bt, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 0);
+        put_qk(bx, bt, sq, ch, bt->dqt, &bx->g->dq, bt->acc_dq, 0);
+        put_qk(bx, bt, sq, ch, bt->dkt, &bx->g->dk, bt->acc_dk, 0);
         put_rows(sq, ch, bt->dv, cx->ldV, cx->V, &bx->g->dv, 0);
         put_rows(sq, ch, bt->dlam, cx->NL, cx->NL, &bx->g->dlambda, 0);
         for (i = 0; i < ch->rows; ++i) bt->dl[i] = (float)bt->row[i];
@@ -570,7 +581,7 @@ static void pass2(const bwd_ctx *bx, bwd_tiles *bt, const seq_info *sq) {
             bt->dl[i] = -s;
         }
         put_rows(sq, ch, bt->dl, 1, 1, &bx->g->dg, 1);
-        put_qk(bx, bt, sq, ch, bt->dkt, NULL, &bx->g->dk, bt->acc_dk, 1);
+        put_qk(bx, bt, sq, ch, bt->dkt, &bx->g->dk, bt->acc_dk, 1);
         put_rows(sq, ch, bt->dv, cx->ldV, cx->V, &bx->g->dv, 1);
     }
     /* d_initial: the transpose of the initial move from target p0 - 1 to p0 */
@@ -695,25 +706,29 @@ lla_status lla__omp_backward(lla_backend *self, const lla_problem *p, const lla_
             pass2(&bx, &bt, &sq);
             gates(&bx, &sq);
         }
-        /* dq, dk: sum of the threads' group accumulators */
+        /* dq, dk: sum of the threads' group accumulators, block by block */
         if (bx.acc) {
-            const int64_t rows = (p->seq_offsets ? 1 : p->batch) * p->seqlen * p->qk_heads;
+            const int64_t rows = (p->seq_offsets ? 1 : p->batch) * p->seqlen;
+            const int64_t nblk = (rows + ACC_ROWS - 1) / ACC_ROWS * p->qk_heads;
 #pragma omp for schedule(static)
-            for (r = 0; r < rows; ++r) {
-                const int64_t hq = r % p->qk_heads, t = (r / p->qk_heads) % p->seqlen;
-                const int64_t tb = r / (p->qk_heads * p->seqlen);
-                float *dq = (float *)grads->dq.data + lla__offset(&grads->dq, tb, t, hq, 0);
-                float *dk = (float *)grads->dk.data + lla__offset(&grads->dk, tb, t, hq, 0);
-                int64_t d, th;
-                for (d = 0; d < p->dk; ++d) {
-                    float sq_ = 0.0f, sk = 0.0f;
-                    for (th = 0; th < team; ++th) {
-                        const float *a = bx.acc + (size_t)(2 * th) * (size_t)bx.acc_floats;
-                        sq_ += a[r * p->dk + d];
-                        sk += a[bx.acc_floats + r * p->dk + d];
+            for (r = 0; r < nblk; ++r) {
+                const int64_t hq = r % p->qk_heads, r0 = (r / p->qk_heads) * ACC_ROWS;
+                int64_t d, th, lane;
+                for (lane = 0; lane < ACC_ROWS && r0 + lane < rows; ++lane) {
+                    const int64_t t = (r0 + lane) % p->seqlen, tb = (r0 + lane) / p->seqlen;
+                    float *dq = (float *)grads->dq.data + lla__offset(&grads->dq, tb, t, hq, 0);
+                    float *dk = (float *)grads->dk.data + lla__offset(&grads->dk, tb, t, hq, 0);
+                    for (d = 0; d < p->dk; ++d) {
+                        const int64_t at = (r * p->dk + d) * ACC_ROWS + lane;
+                        float sq_ = 0.0f, sk = 0.0f;
+                        for (th = 0; th < team; ++th) {
+                            const float *a = bx.acc + (size_t)(2 * th) * (size_t)bx.acc_floats;
+                            sq_ += a[at];
+                            sk += a[bx.acc_floats + at];
+                        }
+                        dq[d * grads->dq.strides[3]] = sq_;
+                        dk[d * grads->dk.strides[3]] = sk;
                     }
-                    dq[d * grads->dq.strides[3]] = sq_;
-                    dk[d * grads->dk.strides[3]] = sk;
                 }
             }
         }
