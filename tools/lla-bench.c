@@ -11,10 +11,14 @@
  * busy machine weighs on all alike; the table shows the median and the min..max spread,
  * tokens/s and effective GFLOP/s by the FLOP model of docs/benchmarks.md.  --csv / --json
  * write every row; --sweep runs T = 1K..64K and --svg plots time per token.
+ * Backends with device memory (opencl, cuda) get device copies of every tensor, state and
+ * workspace (lla_malloc + lla_upload, outside the timed region), and every timed call ends
+ * with lla_synchronize.  16-bit dtypes (bf16, f16) store q, k, v, lambda, beta and o in
+ * that type and the log gates g in float32 (the shape the GPU paths are built for).
  *
  *   lla-bench [--backend openmp] [--variant mamba2|gdn] [--hierarchy weak|strong]
  *             [--B 1] [--T 16K[,64K..]] [--H 8] [--G 1] [--K 128] [--V 64] [--chunk 64]
- *             [--dtype f32|f64] [--threads N] [--reps 5] [--warmup 1]
+ *             [--dtype f32|f64|bf16|f16] [--threads N] [--reps 5] [--warmup 1]
  *             [--mode forward|fwdbwd|decode[,..]] [--pos 1K,1M] [--steps 1024]
  *             [--gates -1e-3:-1e-5]
  *             [--no-scalar] [--scalar-max-T 16K] [--no-linear] [--no-gemm]
@@ -87,7 +91,7 @@ static void usage(void) {
         stderr,
         "usage: lla-bench [--backend NAME] [--variant mamba2|gdn] [--hierarchy weak|strong]\n"
         "                 [--B n] [--T n[,n..]] [--H n] [--G n] [--K n] [--V n] [--chunk n]\n"
-        "                 [--dtype f32|f64] [--threads n] [--reps n] [--warmup n]\n"
+        "                 [--dtype f32|f64|bf16|f16] [--threads n] [--reps n] [--warmup n]\n"
         "                 [--mode forward|fwdbwd|decode[,..]] [--pos n[,n..]] [--steps n]\n"
         "                 [--gates LO:HI]  (log gates uniform in [LO, HI], default -1e-3:-1e-5)\n"
         "                 [--no-scalar] [--scalar-max-T n] [--no-linear] [--no-gemm]\n"
@@ -198,6 +202,10 @@ static int parse_args(int argc, char **argv, opts *o) {
                 o->dtype = LLA_DTYPE_F32;
             else if (!strcmp(v, "f64"))
                 o->dtype = LLA_DTYPE_F64;
+            else if (!strcmp(v, "bf16"))
+                o->dtype = LLA_DTYPE_BF16;
+            else if (!strcmp(v, "f16"))
+                o->dtype = LLA_DTYPE_F16;
             else
                 return 0;
         } else if (!strcmp(a, "--threads")) {
@@ -379,13 +387,23 @@ static double model_decode(const opts *o, int64_t pos) {
 
 /* ------------------------------------------------------------------ problems */
 
+/* Host tensors (x, o: what the scalar baseline reads) and the timed backend's view of the
+ * same data (bx, bo: the host tensors themselves, or device copies). */
 typedef struct bench_data {
     lla_problem p;
-    lla_inputs x;
-    lla_tensor o;
+    lla_inputs x, bx;
+    lla_tensor o, bo;
     void *mem[8];
+    size_t bytes[8];
     int nmem;
+    void *dmem[8]; /* device copies, lla_free'd by bench_free */
+    int ndmem;
 } bench_data;
+
+/* The backend being timed and whether its tensors must be device memory. */
+static lla_backend *g_be;
+static int g_device;
+static int g_failures; /* series that could not be measured: the exit status says so */
 
 static uint64_t g_rng = 0x243f6a8885a308d3ull;
 static double urand(double lo, double hi) {
@@ -395,15 +413,100 @@ static double urand(double lo, double hi) {
     return lo + (hi - lo) * (double)(g_rng >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static lla_tensor bench_tensor(bench_data *d, int64_t T, int64_t heads, int64_t dim, double lo,
-                               double hi, int unit_rows) {
-    const size_t n = (size_t)(d->p.batch * T * heads * dim), esz = lla_dtype_size(d->o.dtype);
+/* float -> bfloat16 / IEEE half, round to nearest even (finite inputs of modest range). */
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static uint16_t to_f16(float f) {
+    uint32_t u, sign, mant;
+    int32_t e;
+    memcpy(&u, &f, 4);
+    sign = (u >> 16) & 0x8000u;
+    e = (int32_t)((u >> 23) & 0xff) - 127 + 15;
+    mant = u & 0x7fffffu;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00u); /* overflow: infinity */
+    if (e <= 0) {                                    /* subnormal or zero */
+        uint32_t m, shift, r;
+        if (e < -10) return (uint16_t)sign;
+        m = mant | 0x800000u;
+        shift = (uint32_t)(14 - e);
+        r = m >> shift;
+        if ((m >> (shift - 1)) & 1u && ((m & ((1u << (shift - 1)) - 1u)) || (r & 1u))) ++r;
+        return (uint16_t)(sign | r);
+    }
+    {
+        uint32_t h = sign | ((uint32_t)e << 10) | (mant >> 13);
+        if ((mant & 0x1000u) && ((mant & 0x2fffu) || (h & 1u))) ++h; /* carries into e */
+        return (uint16_t)h;
+    }
+}
+
+static void store_elem(void *m, lla_dtype dt, size_t i, double x) {
+    switch (dt) {
+    case LLA_DTYPE_F64: ((double *)m)[i] = x; break;
+    case LLA_DTYPE_BF16: ((uint16_t *)m)[i] = to_bf16((float)x); break;
+    case LLA_DTYPE_F16: ((uint16_t *)m)[i] = to_f16((float)x); break;
+    default: ((float *)m)[i] = (float)x; break;
+    }
+}
+
+/* The backend's view of a host tensor: itself, or a device copy (not timed). */
+static lla_tensor on_backend(bench_data *d, lla_tensor host) {
+    int i;
+    void *dev = NULL;
+    if (!g_device) return host;
+    for (i = 0; i < d->nmem && d->mem[i] != host.data; ++i) continue;
+    if (i == d->nmem || d->ndmem == 8 || lla_malloc(g_be, d->bytes[i], &dev) != LLA_OK ||
+        lla_upload(g_be, dev, host.data, d->bytes[i]) != LLA_OK) {
+        fprintf(stderr, "lla-bench: device copy of %zu bytes: %s\n", i < d->nmem ? d->bytes[i] : 0,
+                lla_last_error());
+        exit(1);
+    }
+    d->dmem[d->ndmem++] = dev;
+    host.data = dev;
+    return host;
+}
+
+/* Workspaces in the timed backend's memory (zeroed). */
+static void *backend_alloc(size_t bytes) {
+    void *p = NULL;
+    if (!g_device) {
+        if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) p = NULL;
+        if (p) memset(p, 0, bytes);
+    } else if (lla_malloc(g_be, bytes ? bytes : 64, &p) != LLA_OK ||
+               lla_memset_zero(g_be, p, bytes ? bytes : 64) != LLA_OK) {
+        p = NULL;
+    }
+    if (!p) {
+        fprintf(stderr, "lla-bench: cannot allocate %zu bytes: %s\n", bytes,
+                g_device ? lla_last_error() : "out of memory");
+        exit(1);
+    }
+    return p;
+}
+
+static void backend_release(void *p) {
+    if (!p) return;
+    if (g_device)
+        lla_free(g_be, p);
+    else
+        free(p);
+}
+
+static lla_tensor bench_tensor(bench_data *d, lla_dtype dt, int64_t T, int64_t heads, int64_t dim,
+                               double lo, double hi, int unit_rows) {
+    const size_t n = (size_t)(d->p.batch * T * heads * dim), esz = lla_dtype_size(dt);
     void *m = malloc(n * esz);
     size_t i, j;
     if (!m) {
         fprintf(stderr, "lla-bench: out of memory\n");
         exit(1);
     }
+    d->bytes[d->nmem] = n * esz;
     d->mem[d->nmem++] = m;
     for (i = 0; i < n; i += (size_t)dim) {
         double norm = 0.0, v[4096];
@@ -411,46 +514,44 @@ static lla_tensor bench_tensor(bench_data *d, int64_t T, int64_t heads, int64_t 
             double x = urand(lo, hi);
             if (j < 4096) v[j] = x;
             norm += x * x;
-            if (!unit_rows || j >= 4096) {
-                if (esz == 4)
-                    ((float *)m)[i + j] = (float)x;
-                else
-                    ((double *)m)[i + j] = x;
-            }
+            if (!unit_rows || j >= 4096) store_elem(m, dt, i + j, x);
         }
         if (unit_rows)
-            for (j = 0; j < (size_t)dim && j < 4096; ++j) {
-                double x = v[j] / sqrt(norm);
-                if (esz == 4)
-                    ((float *)m)[i + j] = (float)x;
-                else
-                    ((double *)m)[i + j] = x;
-            }
+            for (j = 0; j < (size_t)dim && j < 4096; ++j) store_elem(m, dt, i + j, v[j] / sqrt(norm));
     }
-    return lla_tensor_contiguous(m, d->o.dtype, T, heads, dim);
+    return lla_tensor_contiguous(m, dt, T, heads, dim);
 }
 
 static void bench_setup(bench_data *d, const opts *o, int64_t T, int64_t levels) {
     const int gdn = o->variant == LLA_VARIANT_GDN;
+    const lla_dtype dt = o->dtype, gdt = lla_dtype_size(dt) == 2 ? LLA_DTYPE_F32 : dt;
     memset(d, 0, sizeof *d);
     lla_problem_init(&d->p, o->variant, o->hierarchy, o->B, T, o->H, o->G, o->K, o->V);
     d->p.chunk = o->chunk;
     d->p.levels = levels > 0 ? levels : lla_num_levels(T);
-    d->o.dtype = o->dtype;
-    d->x.q = bench_tensor(d, T, o->G, o->K, -1.0, 1.0, gdn);
-    d->x.k = bench_tensor(d, T, o->G, o->K, -1.0, 1.0, gdn);
-    d->x.v = bench_tensor(d, T, o->H, o->V, -1.0, 1.0, 0);
-    d->x.g = bench_tensor(d, T, o->H, 1, o->g_lo, o->g_hi, 0);
-    d->x.lambda = bench_tensor(d, T, o->H, d->p.levels, 0.5, 1.5, 0);
-    d->x.beta = bench_tensor(d, T, o->H, 1, 0.1, 0.9, 0);
-    d->o = bench_tensor(d, T, o->H, o->V, 0.0, 0.0, 0);
+    d->o.dtype = dt;
+    d->x.q = bench_tensor(d, dt, T, o->G, o->K, -1.0, 1.0, gdn);
+    d->x.k = bench_tensor(d, dt, T, o->G, o->K, -1.0, 1.0, gdn);
+    d->x.v = bench_tensor(d, dt, T, o->H, o->V, -1.0, 1.0, 0);
+    d->x.g = bench_tensor(d, gdt, T, o->H, 1, o->g_lo, o->g_hi, 0);
+    d->x.lambda = bench_tensor(d, dt, T, o->H, d->p.levels, 0.5, 1.5, 0);
+    d->x.beta = bench_tensor(d, dt, T, o->H, 1, 0.1, 0.9, 0);
+    d->o = bench_tensor(d, dt, T, o->H, o->V, 0.0, 0.0, 0);
     if (!gdn) d->p.scale = 1.0 / sqrt((double)o->K);
+    d->bx.q = on_backend(d, d->x.q);
+    d->bx.k = on_backend(d, d->x.k);
+    d->bx.v = on_backend(d, d->x.v);
+    d->bx.g = on_backend(d, d->x.g);
+    d->bx.lambda = on_backend(d, d->x.lambda);
+    d->bx.beta = on_backend(d, d->x.beta);
+    d->bo = on_backend(d, d->o);
 }
 
 static void bench_free(bench_data *d) {
     int i;
     for (i = 0; i < d->nmem; ++i) free(d->mem[i]);
-    d->nmem = 0;
+    for (i = 0; i < d->ndmem; ++i) lla_free(g_be, d->dmem[i]);
+    d->nmem = d->ndmem = 0;
 }
 
 static void *aligned_or_die(size_t bytes) {
@@ -524,9 +625,9 @@ static void fill_state(const opts *o, const lla_state *s, int64_t pos) {
 static int time_decode(lla_backend *be, const opts *o, int64_t pos, stats *out, int64_t *levels,
                        size_t *state_bytes) {
     bench_data d;
-    lla_state s;
+    lla_state s, hs;
     size_t bytes = 0;
-    void *mem;
+    void *mem, *bmem; /* the state block on the host (filled there) and the backend's */
     double t[256];
     int r, reps = o->reps > 256 ? 256 : o->reps;
     int64_t k, warm = o->steps / 8 + 1;
@@ -534,25 +635,34 @@ static int time_decode(lla_backend *be, const opts *o, int64_t pos, stats *out, 
     bench_setup(&d, o, 1, *levels);
     if (lla_state_bytes(&d.p, LLA_DTYPE_F32, &bytes) != LLA_OK) return 0;
     mem = aligned_or_die(bytes);
+    bmem = g_device ? backend_alloc(bytes) : mem;
     *state_bytes = bytes;
-    if (lla_state_init(be, &d.p, LLA_DTYPE_F32, mem, bytes, &s) != LLA_OK) {
+    if (lla_state_init(be, &d.p, LLA_DTYPE_F32, bmem, bytes, &s) != LLA_OK) {
         fprintf(stderr, "lla-bench: state: %s\n", lla_last_error());
         return 0;
     }
+    hs = s;
+    hs.memory = mem;
     for (r = 0; r < reps; ++r) {
         double t0;
-        fill_state(o, &s, pos);
-        for (k = 0; k < warm; ++k)
-            if (lla_decode_step(be, &d.p, &s, &d.x, d.o) != LLA_OK) {
-                fprintf(stderr, "lla-bench: decode: %s\n", lla_last_error());
-                free(mem);
-                bench_free(&d);
-                return 0;
-            }
+        lla_status st = LLA_OK;
+        fill_state(o, &hs, pos);
+        if (g_device) st = lla_upload(be, bmem, mem, bytes);
+        for (k = 0; k < warm && st == LLA_OK; ++k) st = lla_decode_step(be, &d.p, &s, &d.bx, d.bo);
+        if (st == LLA_OK && g_device) st = lla_synchronize(be);
+        if (st != LLA_OK) {
+            fprintf(stderr, "lla-bench: decode: %s\n", lla_last_error());
+            if (g_device) backend_release(bmem);
+            free(mem);
+            bench_free(&d);
+            return 0;
+        }
         t0 = now_ms();
-        for (k = 0; k < o->steps; ++k) lla_decode_step(be, &d.p, &s, &d.x, d.o);
+        for (k = 0; k < o->steps; ++k) lla_decode_step(be, &d.p, &s, &d.bx, d.bo);
+        if (g_device) lla_synchronize(be);
         t[r] = (now_ms() - t0) / (double)o->steps;
     }
+    if (g_device) backend_release(bmem);
     free(mem);
     bench_free(&d);
     *out = summarize(t, reps);
@@ -826,18 +936,24 @@ static int timed_prepare(timed *tm, const opts *o, int kind, lla_backend *be, be
         st = lla_backward_workspace(be, &d->p, d->o.dtype, &tm->wb);
         tm->gd.p = d->p;
         tm->gd.o.dtype = d->o.dtype;
-        tm->g.dq = bench_tensor(&tm->gd, d->p.seqlen, d->p.qk_heads, d->p.dk, 0, 0, 0);
-        tm->g.dk = bench_tensor(&tm->gd, d->p.seqlen, d->p.qk_heads, d->p.dk, 0, 0, 0);
-        tm->g.dv = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, d->p.dv, 0, 0, 0);
-        tm->g.dg = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, 1, 0, 0, 0);
-        tm->g.dlambda = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, d->p.levels, 0, 0, 0);
-        tm->g.dbeta = bench_tensor(&tm->gd, d->p.seqlen, d->p.heads, 1, 0, 0, 0);
+        {
+            const lla_dtype dt = d->o.dtype, gdt = d->x.g.dtype;
+            bench_data *gd = &tm->gd;
+            const int64_t T = d->p.seqlen;
+            tm->g.dq = on_backend(gd, bench_tensor(gd, dt, T, d->p.qk_heads, d->p.dk, 0, 0, 0));
+            tm->g.dk = on_backend(gd, bench_tensor(gd, dt, T, d->p.qk_heads, d->p.dk, 0, 0, 0));
+            tm->g.dv = on_backend(gd, bench_tensor(gd, dt, T, d->p.heads, d->p.dv, 0, 0, 0));
+            tm->g.dg = on_backend(gd, bench_tensor(gd, gdt, T, d->p.heads, 1, 0, 0, 0));
+            tm->g.dlambda =
+                on_backend(gd, bench_tensor(gd, dt, T, d->p.heads, d->p.levels, 0, 0, 0));
+            tm->g.dbeta = on_backend(gd, bench_tensor(gd, dt, T, d->p.heads, 1, 0, 0, 0));
+        }
     }
     if (st != LLA_OK) {
         fprintf(stderr, "lla-bench: workspace: %s\n", lla_last_error());
         return 0;
     }
-    tm->ws = aligned_or_die(tm->wf > tm->wb ? tm->wf : tm->wb);
+    tm->ws = backend_alloc(tm->wf > tm->wb ? tm->wf : tm->wb);
     return tm->ok = 1;
 }
 
@@ -861,15 +977,16 @@ static double timed_run(timed *tm) {
 #endif
         break;
     case RUN_FORWARD:
-        st = lla_forward(tm->be, &d->p, &d->x, d->o, NULL, NULL, tm->ws, tm->wf);
+        st = lla_forward(tm->be, &d->p, &d->bx, d->bo, NULL, NULL, tm->ws, tm->wf);
         break;
-    case RUN_FWDBWD:
-        st = lla_forward(tm->be, &d->p, &d->x, d->o, NULL, NULL, tm->ws, tm->wf);
+    case RUN_FWDBWD: /* d_o: the values, any [B,T,H,V] tensor will do */
+        st = lla_forward(tm->be, &d->p, &d->bx, d->bo, NULL, NULL, tm->ws, tm->wf);
         if (st == LLA_OK)
-            st = lla_backward(tm->be, &d->p, &d->x, d->x.v, NULL, NULL, &tm->g, NULL, tm->ws,
+            st = lla_backward(tm->be, &d->p, &d->bx, d->bx.v, NULL, NULL, &tm->g, NULL, tm->ws,
                               tm->wb);
         break;
     }
+    if (st == LLA_OK && g_device) st = lla_synchronize(tm->be);
     if (st != LLA_OK) {
         fprintf(stderr, "lla-bench: %s: %s\n", lla_backend_name(tm->be), lla_last_error());
         return -1.0;
@@ -878,7 +995,7 @@ static double timed_run(timed *tm) {
 }
 
 static void timed_free(timed *tm) {
-    free(tm->ws);
+    backend_release(tm->ws);
     free(tm->ga);
     free(tm->gb);
     free(tm->gc);
@@ -893,8 +1010,10 @@ static void run_interleaved(timed *tms, int n, int reps, int warmup) {
             double t;
             if (!tms[k].ok) continue;
             t = timed_run(&tms[k]);
-            if (t < 0)
+            if (t < 0) {
                 tms[k].ok = 0;
+                ++g_failures;
+            }
             else if (r >= 0)
                 tms[k].t[r] = t;
         }
@@ -915,7 +1034,10 @@ int main(int argc, char **argv) {
     machine(cpu, sizeof cpu);
     loadavg(load0, sizeof load0);
     be = open_backend(o.backend, o.threads);
-    if (!be) return 1;
+    /* test harnesses: 77 (meson's "skipped") when the backend has no usable device here */
+    if (!be) return getenv("LLA_BENCH_SKIP_UNUSABLE") ? 77 : 1;
+    g_be = be;
+    g_device = lla_backend_memory_kind(be) == LLA_MEMORY_DEVICE;
     snprintf(desc, sizeof desc, "%s", lla_backend_description(be));
     printf("lla-bench  lla %s  commit %s\n", lla_version_string(), LLA_BENCH_COMMIT);
     printf("machine    %s, %ld online CPUs, load average %s\n", cpu, sysconf(_SC_NPROCESSORS_ONLN),
@@ -943,18 +1065,21 @@ int main(int argc, char **argv) {
         int n = 0;
         stats s;
         bench_setup(&d, &o, T, 0);
-        if (i == 0 && o.gemm) timed_prepare(&tms[n++], &o, RUN_GEMM, be, &d);
-        if (o.mode_fwd) timed_prepare(&tms[n++], &o, RUN_FORWARD, be, &d);
+        if (i == 0 && o.gemm) g_failures += !timed_prepare(&tms[n++], &o, RUN_GEMM, be, &d);
+        if (o.mode_fwd) g_failures += !timed_prepare(&tms[n++], &o, RUN_FORWARD, be, &d);
 #ifdef LLA_HAVE_OPENMP
         if (o.mode_fwd && o.linear && !strcmp(lla_backend_name(be), "openmp") &&
             o.variant == LLA_VARIANT_MAMBA2 && o.dtype == LLA_DTYPE_F32)
-            timed_prepare(&tms[n++], &o, RUN_LINEAR, be, &d);
+            g_failures += !timed_prepare(&tms[n++], &o, RUN_LINEAR, be, &d);
 #endif
-        if (o.mode_fwdbwd) timed_prepare(&tms[n++], &o, RUN_FWDBWD, be, &d);
+        if (o.mode_fwdbwd) g_failures += !timed_prepare(&tms[n++], &o, RUN_FWDBWD, be, &d);
         run_interleaved(tms, n, o.reps, o.warmup);
         for (k = 0; k < n; ++k) {
             row *r = NULL;
-            if (!tms[k].ok) continue;
+            if (!tms[k].ok) {
+                timed_free(&tms[k]);
+                continue;
+            }
             s = summarize(tms[k].t, o.reps);
             switch (tms[k].kind) {
             case RUN_GEMM:
@@ -989,7 +1114,9 @@ int main(int argc, char **argv) {
         stats s;
         int64_t levels = 0;
         size_t bytes = 0;
-        if (time_decode(be, &o, o.pos[i], &s, &levels, &bytes)) {
+        if (!time_decode(be, &o, o.pos[i], &s, &levels, &bytes)) {
+            ++g_failures;
+        } else {
             row *r = add_row(o.backend, "decode", o.pos[i], levels, s, (double)o.B,
                              model_decode(&o, o.pos[i]));
             if (r) {
@@ -1047,5 +1174,6 @@ int main(int argc, char **argv) {
     }
     lla_backend_close(be);
     if (sc) lla_backend_close(sc);
-    return 0;
+    if (g_failures) fprintf(stderr, "lla-bench: %d series failed (see above)\n", g_failures);
+    return g_failures ? 3 : 0;
 }

@@ -216,8 +216,11 @@ void lla_bw_chunk_backward(const lla_bw_seq *s, lla_bw_chunk *cb, __global const
         for (b = 0; b < V; ++b) cb->dv[(long)j * V + b] += cb->coef[j] * cb->tv[b];
         if (s->gdn) cb->dbeta[j] += lla_bw_dot(vj, cb->tv, V);
         t = e * lla_bw_dot(cb->tk, kap, K); /* d k~ . k~ */
-        cb->dgam[n - 1] += t;
-        cb->dgam[j] -= t;
+        if (j != n - 1) { /* the last token's term cancels exactly: skip it, because with
+                           * fma contraction the two updates would leave a residual */
+            cb->dgam[n - 1] += t;
+            cb->dgam[j] -= t;
+        }
         for (a = 0; a < K; ++a) cb->dkap[(long)j * K + a] = e * cb->tk[a];
     }
     /* 2. kap_j = R_{n-1} ... R_{j+1} k_j, backwards. */
@@ -347,9 +350,9 @@ void lla_bw_chunk_backward(const lla_bw_seq *s, lla_bw_chunk *cb, __global const
             for (b = 0; b < V; ++b) cb->dv[(long)j * V + b] += A * doi[b];
             cb->dlam[(long)i * NL + lv] += dA * cb->coef[j] * e * sij;
             if (s->gdn) cb->dbeta[j] += dA * lam * e * sij;
-            {
-                /* one product for both: with contraction to fma, two separate ones would
-                 * leave a rounding residual on the diagonal (i == j) instead of zero */
+            if (i != j) {
+                /* the diagonal term cancels exactly; skipped because compilers that contract
+                 * across statements (NVIDIA's OpenCL) would leave an fma residual */
                 const float dAA = dA * A;
                 cb->dgam[i] += dAA;
                 cb->dgam[j] -= dAA;
