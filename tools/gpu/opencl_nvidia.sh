@@ -29,7 +29,7 @@ step test_diff; timeout 400 "$G/bin/test_diff" > "$OUT/test_diff.log" 2>&1; r=$?
 echo "exit $r"; grep -E "opencl|PASSED|FAILED" "$OUT/test_diff.log" | tail -6
 step "lla-bench forward T=16K, B=1 H=8 G=1 K=128 V=64 chunk 64 f32 mamba2 weak"
 for be in opencl openmp; do
-  "$G/bin/lla-bench" --backend $be --T 16K --H 8 --K 128 --V 64 --mode forward,fwdbwd \
-    --reps 5 --warmup 2 --no-scalar --no-linear --no-gemm --csv "$OUT/bench_$be.csv" 2>&1 | tail -8
+  "$G/bin/lla-bench" --backend $be --T 16K --H 8 --K 128 --V 64 --mode forward,fwdbwd,decode --pos 1K,1M --steps 256 \
+    --reps 5 --warmup 2 --no-scalar --no-linear --no-gemm --csv "$OUT/bench_$be.csv" 2>&1 | tail -12
 done
 exit $rc
