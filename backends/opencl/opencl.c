@@ -733,6 +733,129 @@ static void arg_long(arg_setter *a, int64_t v) {
 }
 static void arg_mem(arg_setter *a, cl_mem m) { arg(a, sizeof m, &m); }
 
+/* What lla_forward and lla_backward share: the input tensors as buffers, the workspace
+ * (its head holds the sequence offsets) and the initial state. */
+typedef struct call_inputs {
+    dev_tensor q, k, v, g, lambda, beta; /* beta: g's buffer for Mamba-2 (never read) */
+    cl_mem ws_mem, init_mem;             /* init_mem: NULL without an initial state    */
+    size_t ws_off, init_off;
+} call_inputs;
+
+/* Resolves the inputs, the workspace (need bytes) and the initial state, checks the
+ * state's capacity, then uploads the sequence offsets to the workspace's head. */
+static lla_status resolve_inputs(opencl_impl *im, const lla_problem *p, const lla_inputs *x,
+                                 const lla_state *initial, void *workspace, size_t need,
+                                 size_t workspace_bytes, const char *op, call_inputs *ci) {
+    const int64_t bt = p->seq_offsets ? 1 : p->batch, T = p->seqlen;
+    allocation *wa;
+    lla_status st;
+    cl_int err;
+    memset(ci, 0, sizeof *ci);
+    if ((st = resolve_tensor(im, "q", &x->q, bt, T, p->qk_heads, p->dk, &ci->q)) != LLA_OK ||
+        (st = resolve_tensor(im, "k", &x->k, bt, T, p->qk_heads, p->dk, &ci->k)) != LLA_OK ||
+        (st = resolve_tensor(im, "v", &x->v, bt, T, p->heads, p->dv, &ci->v)) != LLA_OK ||
+        (st = resolve_tensor(im, "g", &x->g, bt, T, p->heads, 1, &ci->g)) != LLA_OK ||
+        (st = resolve_tensor(im, "lambda", &x->lambda, bt, T, p->heads, p->levels,
+                             &ci->lambda)) != LLA_OK)
+        return st;
+    if (p->variant != LLA_VARIANT_GDN)
+        ci->beta = ci->g;
+    else if ((st = resolve_tensor(im, "beta", &x->beta, bt, T, p->heads, 1, &ci->beta)) != LLA_OK)
+        return st;
+    if (need > workspace_bytes)
+        return lla__set_error(LLA_ERR_WORKSPACE, "opencl: %s workspace too small", op);
+    if (!(wa = find_allocation(im, workspace, need, "workspace"))) return LLA_ERR_ARG;
+    ci->ws_mem = wa->mem;
+    ci->ws_off = (size_t)((uintptr_t)workspace - wa->base);
+    if (initial) {
+        if ((st = resolve_state(im, "initial state", initial, p, &ci->init_mem,
+                                &ci->init_off)) != LLA_OK ||
+            (st = check_capacity(im, ci->init_mem, ci->init_off, p, 1, p->seqlen)) != LLA_OK)
+            return st;
+    }
+    if (p->seq_offsets) {
+        err = clEnqueueWriteBuffer(im->queue, ci->ws_mem, CL_TRUE, ci->ws_off,
+                                   (size_t)(p->batch + 1) * sizeof(cl_long), p->seq_offsets, 0,
+                                   NULL, NULL);
+        if (err != CL_SUCCESS)
+            return cl_fail(cl_status_of(err), "uploading the sequence offsets", err);
+    }
+    return LLA_OK;
+}
+
+/* Kernel arguments in the order lla_forward and lla_backward both start with: the six
+ * input tensors (then the caller's tensors), ... */
+static void arg_inputs(arg_setter *a, const call_inputs *ci) {
+    arg_tensor(a, &ci->q);
+    arg_tensor(a, &ci->k);
+    arg_tensor(a, &ci->v);
+    arg_tensor(a, &ci->g);
+    arg_tensor(a, &ci->lambda);
+    arg_tensor(a, &ci->beta);
+}
+
+/* ... the sequence offsets and the initial state's positions and values, ... */
+static void arg_offsets_initial(arg_setter *a, const call_inputs *ci, const lla_problem *p) {
+    const size_t values_off = lla_state_values_offset(p->batch);
+    const cl_mem init = ci->init_mem ? ci->init_mem : ci->ws_mem;
+    arg_mem(a, ci->ws_mem);
+    arg_long(a, (int64_t)(ci->ws_off / sizeof(cl_long)));
+    arg_int(a, p->seq_offsets != NULL);
+    arg_mem(a, init);
+    arg_long(a, (int64_t)(ci->init_off / sizeof(cl_long)));
+    arg_mem(a, init);
+    arg_long(a, (int64_t)((ci->init_off + values_off) / sizeof(float)));
+    arg_int(a, ci->init_mem != NULL);
+}
+
+/* ... the values of an optional state (the workspace's buffer stands in when absent), ... */
+static void arg_state_values(arg_setter *a, const call_inputs *ci, const lla_problem *p,
+                             cl_mem mem, size_t off) {
+    arg_mem(a, mem ? mem : ci->ws_mem);
+    arg_long(a, (int64_t)((off + lla_state_values_offset(p->batch)) / sizeof(float)));
+    arg_int(a, mem != NULL);
+}
+
+/* ... and the problem's shape. */
+static void arg_shape(arg_setter *a, const lla_problem *p, int C) {
+    arg_int(a, (int)p->variant);
+    arg_int(a, (int)p->hierarchy);
+    arg_int(a, (int)p->levels);
+    arg_int(a, (int)p->heads);
+    arg_int(a, (int)(p->heads / p->qk_heads));
+    arg_int(a, (int)p->dk);
+    arg_int(a, (int)p->dv);
+    arg_int(a, C);
+}
+
+/* Writes the positions of a result state: the source state's (when has_src) plus the
+ * tokens of each sequence (varlen: from the offsets at the workspace's head). */
+static lla_status launch_positions(opencl_impl *im, cl_mem dst, size_t dst_off, cl_mem src,
+                                   size_t src_off, int has_src, const call_inputs *ci,
+                                   int varlen, int64_t tokens, int64_t batch) {
+    arg_setter a;
+    size_t global = (size_t)batch, local = 1;
+    cl_int err;
+    a.kernel = im->k_positions;
+    a.index = 0;
+    a.err = CL_SUCCESS;
+    arg_mem(&a, dst);
+    arg_long(&a, (int64_t)(dst_off / sizeof(cl_long)));
+    arg_mem(&a, has_src ? src : dst);
+    arg_long(&a, (int64_t)(src_off / sizeof(cl_long)));
+    arg_int(&a, has_src);
+    arg_mem(&a, ci->ws_mem);
+    arg_long(&a, (int64_t)(ci->ws_off / sizeof(cl_long)));
+    arg_int(&a, varlen);
+    arg_long(&a, tokens);
+    arg_long(&a, batch);
+    if (a.err != CL_SUCCESS) return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_positions)", a.err);
+    err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, &local, 0, NULL,
+                                 NULL);
+    if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_positions", err);
+    return LLA_OK;
+}
+
 /* ------------------------------------------------------------------ launch plans */
 
 typedef struct forward_plan {
@@ -863,13 +986,11 @@ static lla_status opencl_forward(lla_backend *self, const lla_problem *p, const 
                                  lla_tensor o, const lla_state *initial, lla_state *final,
                                  void *workspace, size_t workspace_bytes) {
     opencl_impl *im = impl_of(self);
-    const int gdn = p->variant == LLA_VARIANT_GDN;
-    const int64_t bt = p->seq_offsets ? 1 : p->batch, T = p->seqlen;
-    dev_tensor tq, tk, tv, tg, tl, tb, to;
-    cl_mem ws_mem, init_mem = NULL, fin_mem = NULL;
-    size_t ws_off, init_off = 0, fin_off = 0, offsets_bytes, need;
-    const size_t values_off = lla_state_values_offset(p->batch);
-    allocation *wa;
+    const int64_t bt = p->seq_offsets ? 1 : p->batch;
+    call_inputs ci;
+    dev_tensor to;
+    cl_mem fin_mem = NULL;
+    size_t fin_off = 0, offsets_bytes, need;
     forward_plan plan;
     arg_setter a;
     lla_status st;
@@ -877,72 +998,26 @@ static lla_status opencl_forward(lla_backend *self, const lla_problem *p, const 
     size_t global, local;
 
     if ((st = plan_forward(im, p, &plan)) != LLA_OK) return st;
-    if ((st = resolve_tensor(im, "q", &x->q, bt, T, p->qk_heads, p->dk, &tq)) != LLA_OK ||
-        (st = resolve_tensor(im, "k", &x->k, bt, T, p->qk_heads, p->dk, &tk)) != LLA_OK ||
-        (st = resolve_tensor(im, "v", &x->v, bt, T, p->heads, p->dv, &tv)) != LLA_OK ||
-        (st = resolve_tensor(im, "g", &x->g, bt, T, p->heads, 1, &tg)) != LLA_OK ||
-        (st = resolve_tensor(im, "lambda", &x->lambda, bt, T, p->heads, p->levels, &tl)) !=
-            LLA_OK ||
-        (st = resolve_tensor(im, "o", &o, bt, T, p->heads, p->dv, &to)) != LLA_OK)
-        return st;
-    if (gdn) {
-        if ((st = resolve_tensor(im, "beta", &x->beta, bt, T, p->heads, 1, &tb)) != LLA_OK)
-            return st;
-    } else {
-        tb = tg; /* unused by Mamba-2; any valid buffer */
-    }
-    if (!forward_layout(p, &offsets_bytes, &need) || need > workspace_bytes)
+    if (!forward_layout(p, &offsets_bytes, &need))
         return lla__set_error(LLA_ERR_WORKSPACE, "opencl: forward workspace too small");
-    if (!(wa = find_allocation(im, workspace, need, "workspace"))) return LLA_ERR_ARG;
-    ws_mem = wa->mem;
-    ws_off = (size_t)((uintptr_t)workspace - wa->base);
-    if (initial) {
-        if ((st = resolve_state(im, "initial state", initial, p, &init_mem, &init_off)) != LLA_OK)
-            return st;
-        if ((st = check_capacity(im, init_mem, init_off, p, 1, p->seqlen)) != LLA_OK) return st;
-    }
+    if ((st = resolve_inputs(im, p, x, initial, workspace, need, workspace_bytes, "forward",
+                             &ci)) != LLA_OK ||
+        (st = resolve_tensor(im, "o", &o, bt, p->seqlen, p->heads, p->dv, &to)) != LLA_OK)
+        return st;
     if (final &&
         (st = resolve_state(im, "final state", final, p, &fin_mem, &fin_off)) != LLA_OK)
         return st;
-    if (p->seq_offsets) {
-        err = clEnqueueWriteBuffer(im->queue, ws_mem, CL_TRUE, ws_off,
-                                   (size_t)(p->batch + 1) * sizeof(cl_long), p->seq_offsets, 0,
-                                   NULL, NULL);
-        if (err != CL_SUCCESS)
-            return cl_fail(cl_status_of(err), "uploading the sequence offsets", err);
-    }
 
     a.kernel = im->k_forward;
     a.index = 0;
     a.err = CL_SUCCESS;
-    arg_tensor(&a, &tq);
-    arg_tensor(&a, &tk);
-    arg_tensor(&a, &tv);
-    arg_tensor(&a, &tg);
-    arg_tensor(&a, &tl);
-    arg_tensor(&a, &tb);
+    arg_inputs(&a, &ci);
     arg_tensor(&a, &to);
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)(ws_off / sizeof(cl_long)));
-    arg_int(&a, p->seq_offsets != NULL);
-    arg_mem(&a, initial ? init_mem : ws_mem);
-    arg_long(&a, (int64_t)(init_off / sizeof(cl_long)));
-    arg_mem(&a, initial ? init_mem : ws_mem);
-    arg_long(&a, (int64_t)((init_off + values_off) / sizeof(float)));
-    arg_int(&a, initial != NULL);
-    arg_mem(&a, final ? fin_mem : ws_mem);
-    arg_long(&a, (int64_t)((fin_off + values_off) / sizeof(float)));
-    arg_int(&a, final != NULL);
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)((ws_off + offsets_bytes) / sizeof(float)));
-    arg_int(&a, (int)p->variant);
-    arg_int(&a, (int)p->hierarchy);
-    arg_int(&a, (int)p->levels);
-    arg_int(&a, (int)p->heads);
-    arg_int(&a, (int)(p->heads / p->qk_heads));
-    arg_int(&a, (int)p->dk);
-    arg_int(&a, (int)p->dv);
-    arg_int(&a, plan.C);
+    arg_offsets_initial(&a, &ci, p);
+    arg_state_values(&a, &ci, p, fin_mem, fin_off);
+    arg_mem(&a, ci.ws_mem);
+    arg_long(&a, (int64_t)((ci.ws_off + offsets_bytes) / sizeof(float)));
+    arg_shape(&a, p, plan.C);
     arg_int(&a, plan.nvb);
     arg_int(&a, plan.gvec);
     arg_long(&a, p->seqlen);
@@ -958,27 +1033,10 @@ static lla_status opencl_forward(lla_backend *self, const lla_problem *p, const 
                                  NULL);
     if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_forward", err);
 
-    if (final) {
-        a.kernel = im->k_positions;
-        a.index = 0;
-        arg_mem(&a, fin_mem);
-        arg_long(&a, (int64_t)(fin_off / sizeof(cl_long)));
-        arg_mem(&a, initial ? init_mem : fin_mem);
-        arg_long(&a, (int64_t)(init_off / sizeof(cl_long)));
-        arg_int(&a, initial != NULL);
-        arg_mem(&a, ws_mem);
-        arg_long(&a, (int64_t)(ws_off / sizeof(cl_long)));
-        arg_int(&a, p->seq_offsets != NULL);
-        arg_long(&a, p->seqlen);
-        arg_long(&a, p->batch);
-        if (a.err != CL_SUCCESS)
-            return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_positions)", a.err);
-        global = (size_t)p->batch;
-        local = 1;
-        err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, &local, 0,
-                                     NULL, NULL);
-        if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_positions", err);
-    }
+    if (final && (st = launch_positions(im, fin_mem, fin_off, ci.init_mem, ci.init_off,
+                                        initial != NULL, &ci, p->seq_offsets != NULL,
+                                        p->seqlen, p->batch)) != LLA_OK)
+        return st;
     err = clFlush(im->queue);
     if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "clFlush", err);
     return LLA_OK;
@@ -1143,25 +1201,19 @@ static lla_status opencl_backward(lla_backend *self, const lla_problem *p, const
                                   const lla_state *d_final, const lla_grads *grads,
                                   lla_state *d_initial, void *workspace, size_t workspace_bytes) {
     opencl_impl *im = impl_of(self);
-    const int gdn = p->variant == LLA_VARIANT_GDN;
     const int64_t bt = p->seq_offsets ? 1 : p->batch, T = p->seqlen;
-    const size_t values_off = lla_state_values_offset(p->batch);
-    dev_tensor tq, tk, tv, tg, tl, tb, tdo, tdq, tdk, tdv, tdg, tdl, tdb;
-    cl_mem ws_mem, init_mem = NULL, dfin_mem = NULL, dini_mem = NULL;
-    size_t ws_off, init_off = 0, dfin_off = 0, dini_off = 0, global, local = 1;
+    call_inputs ci;
+    dev_tensor tdo, tdq, tdk, tdv, tdg, tdl, tdb;
+    cl_mem dfin_mem = NULL, dini_mem = NULL;
+    size_t dfin_off = 0, dini_off = 0, global, local = 1;
     backward_plan w;
-    allocation *wa;
     arg_setter a;
     lla_status st;
     cl_int err;
 
     if ((st = backward_layout(p, &w)) != LLA_OK) return st;
-    if ((st = resolve_tensor(im, "q", &x->q, bt, T, p->qk_heads, p->dk, &tq)) != LLA_OK ||
-        (st = resolve_tensor(im, "k", &x->k, bt, T, p->qk_heads, p->dk, &tk)) != LLA_OK ||
-        (st = resolve_tensor(im, "v", &x->v, bt, T, p->heads, p->dv, &tv)) != LLA_OK ||
-        (st = resolve_tensor(im, "g", &x->g, bt, T, p->heads, 1, &tg)) != LLA_OK ||
-        (st = resolve_tensor(im, "lambda", &x->lambda, bt, T, p->heads, p->levels, &tl)) !=
-            LLA_OK ||
+    if ((st = resolve_inputs(im, p, x, initial, workspace, w.total, workspace_bytes, "backward",
+                             &ci)) != LLA_OK ||
         (st = resolve_tensor(im, "d_o", &d_o, bt, T, p->heads, p->dv, &tdo)) != LLA_OK ||
         (st = resolve_tensor(im, "dq", &grads->dq, bt, T, p->qk_heads, p->dk, &tdq)) != LLA_OK ||
         (st = resolve_tensor(im, "dk", &grads->dk, bt, T, p->qk_heads, p->dk, &tdk)) != LLA_OK ||
@@ -1170,83 +1222,40 @@ static lla_status opencl_backward(lla_backend *self, const lla_problem *p, const
         (st = resolve_tensor(im, "dlambda", &grads->dlambda, bt, T, p->heads, p->levels, &tdl)) !=
             LLA_OK)
         return st;
-    if (gdn) {
-        if ((st = resolve_tensor(im, "beta", &x->beta, bt, T, p->heads, 1, &tb)) != LLA_OK ||
-            (st = resolve_tensor(im, "dbeta", &grads->dbeta, bt, T, p->heads, 1, &tdb)) != LLA_OK)
-            return st;
-    } else {
-        tb = tg; /* unused by Mamba-2: any valid buffer (never written) */
-        tdb = tdg;
-    }
-    if (w.total > workspace_bytes)
-        return lla__set_error(LLA_ERR_WORKSPACE, "opencl: backward workspace too small");
-    if (!(wa = find_allocation(im, workspace, w.total, "workspace"))) return LLA_ERR_ARG;
-    ws_mem = wa->mem;
-    ws_off = (size_t)((uintptr_t)workspace - wa->base);
-    if (initial) {
-        if ((st = resolve_state(im, "initial state", initial, p, &init_mem, &init_off)) != LLA_OK)
-            return st;
-        if ((st = check_capacity(im, init_mem, init_off, p, 1, p->seqlen)) != LLA_OK) return st;
-    }
+    if (p->variant != LLA_VARIANT_GDN)
+        tdb = tdg; /* unused by Mamba-2: any valid buffer (never written) */
+    else if ((st = resolve_tensor(im, "dbeta", &grads->dbeta, bt, T, p->heads, 1, &tdb)) !=
+             LLA_OK)
+        return st;
     if (d_final &&
         (st = resolve_state(im, "d_final state", d_final, p, &dfin_mem, &dfin_off)) != LLA_OK)
         return st;
     if (d_initial &&
         (st = resolve_state(im, "d_initial state", d_initial, p, &dini_mem, &dini_off)) != LLA_OK)
         return st;
-    if (p->seq_offsets) {
-        err = clEnqueueWriteBuffer(im->queue, ws_mem, CL_TRUE, ws_off,
-                                   (size_t)(p->batch + 1) * sizeof(cl_long), p->seq_offsets, 0,
-                                   NULL, NULL);
-        if (err != CL_SUCCESS)
-            return cl_fail(cl_status_of(err), "uploading the sequence offsets", err);
-    }
 
     a.kernel = im->k_backward;
     a.index = 0;
     a.err = CL_SUCCESS;
-    arg_tensor(&a, &tq);
-    arg_tensor(&a, &tk);
-    arg_tensor(&a, &tv);
-    arg_tensor(&a, &tg);
-    arg_tensor(&a, &tl);
-    arg_tensor(&a, &tb);
+    arg_inputs(&a, &ci);
     arg_tensor(&a, &tdo);
     arg_tensor(&a, &tdv);
     arg_tensor(&a, &tdg);
     arg_tensor(&a, &tdl);
     arg_tensor(&a, &tdb);
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)(ws_off / sizeof(cl_long)));
-    arg_int(&a, p->seq_offsets != NULL);
-    arg_mem(&a, initial ? init_mem : ws_mem);
-    arg_long(&a, (int64_t)(init_off / sizeof(cl_long)));
-    arg_mem(&a, initial ? init_mem : ws_mem);
-    arg_long(&a, (int64_t)((init_off + values_off) / sizeof(float)));
-    arg_int(&a, initial != NULL);
-    arg_mem(&a, d_final ? dfin_mem : ws_mem);
-    arg_long(&a, (int64_t)((dfin_off + values_off) / sizeof(float)));
-    arg_int(&a, d_final != NULL);
-    arg_mem(&a, d_initial ? dini_mem : ws_mem);
-    arg_long(&a, (int64_t)((dini_off + values_off) / sizeof(float)));
-    arg_int(&a, d_initial != NULL);
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)((ws_off + w.slices_at) / sizeof(float)));
+    arg_offsets_initial(&a, &ci, p);
+    arg_state_values(&a, &ci, p, dfin_mem, dfin_off);
+    arg_state_values(&a, &ci, p, dini_mem, dini_off);
+    arg_mem(&a, ci.ws_mem);
+    arg_long(&a, (int64_t)((ci.ws_off + w.slices_at) / sizeof(float)));
     arg_long(&a, w.slice);
     arg_long(&a, w.n_ckpt);
     arg_long(&a, w.spacing);
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)((ws_off + w.pq_at) / sizeof(float)));
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)((ws_off + w.pk_at) / sizeof(float)));
-    arg_int(&a, (int)p->variant);
-    arg_int(&a, (int)p->hierarchy);
-    arg_int(&a, (int)p->levels);
-    arg_int(&a, (int)p->heads);
-    arg_int(&a, (int)(p->heads / p->qk_heads));
-    arg_int(&a, (int)p->dk);
-    arg_int(&a, (int)p->dv);
-    arg_int(&a, (int)w.C);
+    arg_mem(&a, ci.ws_mem);
+    arg_long(&a, (int64_t)((ci.ws_off + w.pq_at) / sizeof(float)));
+    arg_mem(&a, ci.ws_mem);
+    arg_long(&a, (int64_t)((ci.ws_off + w.pk_at) / sizeof(float)));
+    arg_shape(&a, p, (int)w.C);
     arg_long(&a, p->batch);
     arg_long(&a, p->seqlen);
     {
@@ -1261,10 +1270,10 @@ static lla_status opencl_backward(lla_backend *self, const lla_problem *p, const
 
     a.kernel = im->k_group_sum;
     a.index = 0;
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)((ws_off + w.pq_at) / sizeof(float)));
-    arg_mem(&a, ws_mem);
-    arg_long(&a, (int64_t)((ws_off + w.pk_at) / sizeof(float)));
+    arg_mem(&a, ci.ws_mem);
+    arg_long(&a, (int64_t)((ci.ws_off + w.pq_at) / sizeof(float)));
+    arg_mem(&a, ci.ws_mem);
+    arg_long(&a, (int64_t)((ci.ws_off + w.pk_at) / sizeof(float)));
     arg_tensor(&a, &tdq);
     arg_tensor(&a, &tdk);
     arg_long(&a, bt);
@@ -1280,26 +1289,10 @@ static lla_status opencl_backward(lla_backend *self, const lla_problem *p, const
     if (err != CL_SUCCESS)
         return cl_fail(cl_status_of(err), "launching lla_backward_group_sum", err);
 
-    if (d_initial) { /* d_initial's positions = the initial state's */
-        a.kernel = im->k_positions;
-        a.index = 0;
-        arg_mem(&a, dini_mem);
-        arg_long(&a, (int64_t)(dini_off / sizeof(cl_long)));
-        arg_mem(&a, init_mem);
-        arg_long(&a, (int64_t)(init_off / sizeof(cl_long)));
-        arg_int(&a, 1);
-        arg_mem(&a, ws_mem);
-        arg_long(&a, 0);
-        arg_int(&a, 0);
-        arg_long(&a, 0);
-        arg_long(&a, p->batch);
-        if (a.err != CL_SUCCESS)
-            return cl_fail(LLA_ERR_DEVICE, "clSetKernelArg(lla_positions)", a.err);
-        global = (size_t)p->batch;
-        err = clEnqueueNDRangeKernel(im->queue, im->k_positions, 1, NULL, &global, &local, 0,
-                                     NULL, NULL);
-        if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "launching lla_positions", err);
-    }
+    /* d_initial's positions = the initial state's (no tokens added) */
+    if (d_initial && (st = launch_positions(im, dini_mem, dini_off, ci.init_mem, ci.init_off, 1,
+                                            &ci, 0, 0, p->batch)) != LLA_OK)
+        return st;
     err = clFlush(im->queue);
     if (err != CL_SUCCESS) return cl_fail(cl_status_of(err), "clFlush", err);
     return LLA_OK;
